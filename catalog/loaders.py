@@ -1,0 +1,344 @@
+"""Parse the three MovieLens on-disk formats into one in-memory form.
+
+- ml-1m ``.dat``: ``::``-separated, latin-1;
+- ml-100k: ``u.data`` tab-separated, ``u.item``/``u.user`` pipe-separated, latin-1;
+- ml-latest, ml-25m, ml-32m: CSV with a header, quoted titles, UTF-8, ``links.csv``.
+
+Every malformed line raises `DatasetError` naming the file, the line and what was wrong.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DatasetError
+
+RATING_DTYPES = {"user_id": "int32", "movie_id": "int32", "rating": "float32", "timestamp": "int64"}
+
+# ml-1m README: occupation codes.
+ML1M_OCCUPATIONS = [
+    "other", "academic/educator", "artist", "clerical/admin", "college/grad student",
+    "customer service", "doctor/health care", "executive/managerial", "farmer", "homemaker",
+    "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
+    "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
+]
+ML100K_GENRES = [
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+]
+_NO_GENRE = {"(no genres listed)", "unknown", ""}
+_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
+
+
+@dataclass
+class Dataset:
+    """One MovieLens release in memory.
+
+    ratings: user_id int32, movie_id int32, rating float32, timestamp int64.
+    movies: movie_id int32, title (year removed), year (nullable Int16), genres (tuple of str),
+            imdb_id and tmdb_id (nullable Int64, where known).
+    users: user_id int32 and, where the dataset has them, gender, age, occupation, zip.
+    """
+
+    name: str
+    ratings: pd.DataFrame
+    movies: pd.DataFrame
+    users: pd.DataFrame
+    path: Path | None = None
+
+    @property
+    def has_demographics(self) -> bool:
+        return {"gender", "age", "occupation"} <= set(self.users.columns)
+
+    @property
+    def genres(self) -> list[str]:
+        return sorted({g for gs in self.movies["genres"] for g in gs})
+
+    def movie(self, movie_id: int) -> pd.Series:
+        from .errors import UnknownMovieError
+
+        hit = self.movies.loc[self.movies["movie_id"] == int(movie_id)]
+        if hit.empty:
+            raise UnknownMovieError(f"movie {movie_id} is not in {self.name}")
+        return hit.iloc[0]
+
+
+# -- small helpers -------------------------------------------------------------------------
+def split_title(raw: str) -> tuple[str, int | None]:
+    """``"Toy Story (1995)"`` -> ``("Toy Story", 1995)``; no year -> ``(raw, None)``."""
+    raw = raw.strip()
+    m = _TITLE_YEAR.match(raw)
+    if not m:
+        return raw, None
+    return m.group("title"), int(m.group("year"))
+
+
+def _require(path: Path, dataset: str) -> Path:
+    if not path.exists():
+        raise DatasetError(
+            f"{path}: missing; fetch it with `posterec download --dataset {dataset}` "
+            f"(or --source DIR_OR_ZIP for a local copy)"
+        )
+    return path
+
+
+def _int(value: str, what: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{what} {value!r} is not an integer") from None
+
+
+def _genres(names) -> tuple[str, ...]:
+    return tuple(g for g in names if g not in _NO_GENRE)
+
+
+def _movies_frame(rows: list[tuple]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["movie_id", "title", "year", "genres"])
+    df["movie_id"] = df["movie_id"].astype("int32")
+    df["year"] = pd.array(df["year"], dtype="Int16")
+    df["imdb_id"] = pd.array([pd.NA] * len(df), dtype="Int64")
+    df["tmdb_id"] = pd.array([pd.NA] * len(df), dtype="Int64")
+    if df["movie_id"].duplicated().any():
+        dup = int(df.loc[df["movie_id"].duplicated(), "movie_id"].iloc[0])
+        raise DatasetError(f"movie id {dup} appears twice in the movie list")
+    return df.sort_values("movie_id", ignore_index=True)
+
+
+def _read_lines(path: Path, encoding: str):
+    with open(path, encoding=encoding, newline="") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                yield lineno, line
+
+
+# -- ratings: a fast vectorised path, and a line-by-line diagnosis when it fails -----------
+def _diagnose_ratings(path: Path, sep: str, encoding: str, header: bool) -> str:
+    """Find the first bad line of a ratings file and describe it."""
+    sep_name = {"\t": "a tab", "::": "'::'", ",": "','"}.get(sep, repr(sep))
+    with open(path, encoding=encoding, newline="") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if header and lineno == 1:
+                continue
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            fields = line.split(sep)
+            if len(fields) != 4:
+                return f"{path.name} line {lineno}: expected 4 fields separated by {sep_name}, got {len(fields)}"
+            u, m, r, t = fields
+            for name, value in (("user id", u), ("movie id", m), ("timestamp", t)):
+                if not value.strip().lstrip("-").isdigit():
+                    return f"{path.name} line {lineno}: {name} {value!r} is not an integer"
+            try:
+                rating = float(r)
+            except ValueError:
+                return f"{path.name} line {lineno}: rating {r!r} is not a number"
+            if not (0.0 < rating <= 5.0) or np.isnan(rating):
+                return f"{path.name} line {lineno}: rating {r!r} is outside 0.5-5"
+    return f"{path.name}: could not be parsed"
+
+
+def read_ratings(path: Path, sep: str, encoding: str = "latin-1", header: bool = False) -> pd.DataFrame:
+    """Ratings in compact dtypes, with ``DatasetError`` naming the first bad line."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    names = list(RATING_DTYPES)
+    types = {"user_id": pa.int32(), "movie_id": pa.int32(), "rating": pa.float32(), "timestamp": pa.int64()}
+    try:
+        if len(sep) == 1:
+            source = str(path)
+        else:  # '::' -> one byte the file cannot contain, so the C parser can do the work
+            raw = path.read_bytes()
+            if b"\x1f" in raw:
+                raise DatasetError(f"{path.name}: contains control byte 0x1f")
+            source = io.BytesIO(raw.replace(sep.encode(), b"\x1f"))
+            del raw
+        table = pacsv.read_csv(
+            source,
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1 if header else 0, encoding="utf8" if encoding.lower() in ("utf8", "utf-8") else encoding,
+                block_size=64 << 20,
+            ),
+            parse_options=pacsv.ParseOptions(delimiter=sep if len(sep) == 1 else "\x1f", quote_char=False),
+            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
+        raise DatasetError(_diagnose_ratings(path, sep, encoding, header)) from None
+    if table.num_rows and any(table.column(c).null_count for c in names):
+        raise DatasetError(_diagnose_ratings(path, sep, encoding, header))
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    r = frame["rating"].to_numpy()
+    if len(r) and (np.isnan(r).any() or r.min() <= 0.0 or r.max() > 5.0):
+        raise DatasetError(_diagnose_ratings(path, sep, encoding, header))
+    return frame
+
+
+# -- per-format loaders ---------------------------------------------------------------------
+def load_ml100k(root: Path, name: str = "ml-100k") -> Dataset:
+    ratings = read_ratings(_require(root / "u.data", name), "\t")
+    genre_names = list(ML100K_GENRES)
+    genre_file = root / "u.genre"
+    if genre_file.exists():
+        listed = [line.split("|")[0] for _, line in _read_lines(genre_file, "latin-1")]
+        if listed:
+            genre_names = listed
+    movies = []
+    path = _require(root / "u.item", name)
+    for lineno, line in _read_lines(path, "latin-1"):
+        fields = line.split("|")
+        want = 5 + len(genre_names)
+        if len(fields) != want:
+            raise DatasetError(f"{path.name} line {lineno}: expected {want} fields separated by '|', got {len(fields)}")
+        try:
+            movie_id = _int(fields[0], "movie id")
+            flags = [_int(f, "genre flag") for f in fields[5:]]
+        except ValueError as exc:
+            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+        title, year = split_title(fields[1])
+        if year is None and fields[2][-4:].isdigit():
+            year = int(fields[2][-4:])
+        movies.append((movie_id, title, year, _genres(g for g, f in zip(genre_names, flags) if f)))
+    users = []
+    path = _require(root / "u.user", name)
+    for lineno, line in _read_lines(path, "latin-1"):
+        fields = line.split("|")
+        if len(fields) != 5:
+            raise DatasetError(f"{path.name} line {lineno}: expected 5 fields separated by '|', got {len(fields)}")
+        try:
+            users.append((_int(fields[0], "user id"), fields[2], _int(fields[1], "age"), fields[3], fields[4]))
+        except ValueError as exc:
+            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+    return _finish(name, root, ratings, _movies_frame(movies), _users_frame(users))
+
+
+def load_ml1m(root: Path, name: str = "ml-1m") -> Dataset:
+    ratings = read_ratings(_require(root / "ratings.dat", name), "::")
+    movies = []
+    path = _require(root / "movies.dat", name)
+    for lineno, line in _read_lines(path, "latin-1"):
+        fields = line.split("::")
+        if len(fields) != 3:
+            raise DatasetError(f"{path.name} line {lineno}: expected 3 fields separated by '::', got {len(fields)}")
+        try:
+            movie_id = _int(fields[0], "movie id")
+        except ValueError as exc:
+            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+        title, year = split_title(fields[1])
+        movies.append((movie_id, title, year, _genres(fields[2].split("|"))))
+    users = []
+    path = _require(root / "users.dat", name)
+    for lineno, line in _read_lines(path, "latin-1"):
+        fields = line.split("::")
+        if len(fields) != 5:
+            raise DatasetError(f"{path.name} line {lineno}: expected 5 fields separated by '::', got {len(fields)}")
+        try:
+            occ = _int(fields[3], "occupation")
+            if not 0 <= occ < len(ML1M_OCCUPATIONS):
+                raise ValueError(f"occupation code {occ} is outside 0-{len(ML1M_OCCUPATIONS) - 1}")
+            users.append((_int(fields[0], "user id"), fields[1], _int(fields[2], "age"), ML1M_OCCUPATIONS[occ], fields[4]))
+        except ValueError as exc:
+            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+    return _finish(name, root, ratings, _movies_frame(movies), _users_frame(users))
+
+
+def load_csv(root: Path, name: str) -> Dataset:
+    ratings = read_ratings(_require(root / "ratings.csv", name), ",", encoding="utf-8", header=True)
+    movies = []
+    path = _require(root / "movies.csv", name)
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header != ["movieId", "title", "genres"]:
+            raise DatasetError(f"{path.name} line 1: expected header movieId,title,genres, got {','.join(header or [])}")
+        for fields in reader:
+            lineno = reader.line_num
+            if not fields:
+                continue
+            if len(fields) != 3:
+                raise DatasetError(f"{path.name} line {lineno}: expected 3 comma-separated fields, got {len(fields)}")
+            try:
+                movie_id = _int(fields[0], "movie id")
+            except ValueError as exc:
+                raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+            title, year = split_title(fields[1])
+            movies.append((movie_id, title, year, _genres(fields[2].split("|"))))
+    movies_df = _movies_frame(movies)
+    links = root / "links.csv"
+    if links.exists():
+        movies_df = merge_links(movies_df, read_links(links))
+    users = pd.DataFrame({"user_id": np.unique(ratings["user_id"].to_numpy()).astype("int32")})
+    return _finish(name, root, ratings, movies_df, users)
+
+
+def read_links(path: Path) -> pd.DataFrame:
+    """A MovieLens ``links.csv``: movieId, imdbId, tmdbId (the last two may be empty)."""
+    try:
+        df = pd.read_csv(path, dtype={"movieId": "Int64", "imdbId": "Int64", "tmdbId": "Int64"})
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"{path.name}: not a valid links file ({exc})") from None
+    missing = {"movieId", "imdbId", "tmdbId"} - set(df.columns)
+    if missing:
+        raise DatasetError(f"{path.name} line 1: missing columns {', '.join(sorted(missing))}")
+    return df.rename(columns={"movieId": "movie_id", "imdbId": "imdb_id", "tmdbId": "tmdb_id"})
+
+
+def merge_links(movies: pd.DataFrame, links: pd.DataFrame) -> pd.DataFrame:
+    links = links.dropna(subset=["movie_id"]).drop_duplicates("movie_id")
+    idx = links.set_index(links["movie_id"].astype("int64"))
+    ids = movies["movie_id"].astype("int64")
+    movies = movies.copy()
+    movies["imdb_id"] = pd.array(idx["imdb_id"].reindex(ids).to_numpy(), dtype="Int64")
+    movies["tmdb_id"] = pd.array(idx["tmdb_id"].reindex(ids).to_numpy(), dtype="Int64")
+    return movies
+
+
+def _users_frame(rows: list[tuple]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["user_id", "gender", "age", "occupation", "zip"])
+    df["user_id"] = df["user_id"].astype("int32")
+    df["gender"] = df["gender"].astype("category")
+    df["age"] = df["age"].astype("int16")
+    df["occupation"] = df["occupation"].astype("category")
+    return df.sort_values("user_id", ignore_index=True)
+
+
+def _finish(name: str, root: Path, ratings, movies, users) -> Dataset:
+    known = movies["movie_id"].to_numpy()
+    unknown = np.setdiff1d(np.unique(ratings["movie_id"].to_numpy()), known)
+    if len(unknown):
+        raise DatasetError(
+            f"{name}: {len(unknown)} rated movie ids are not in the movie list (first: {int(unknown[0])})"
+        )
+    if "gender" in users.columns:
+        missing = np.setdiff1d(np.unique(ratings["user_id"].to_numpy()), users["user_id"].to_numpy())
+        if len(missing):
+            raise DatasetError(f"{name}: {len(missing)} rating user ids are not in the user list (first: {int(missing[0])})")
+    return Dataset(name=name, ratings=ratings, movies=movies, users=users, path=root)
+
+
+LOADERS = {"ml100k": load_ml100k, "ml1m": load_ml1m, "csv": load_csv}
+
+
+def load_dir(root: Path, fmt: str, name: str) -> Dataset:
+    return LOADERS[fmt](Path(root), name)
+
+
+def detect_format(root: Path) -> str | None:
+    root = Path(root)
+    if (root / "u.data").exists():
+        return "ml100k"
+    if (root / "ratings.dat").exists() or (root / "movies.dat").exists():
+        return "ml1m"
+    if (root / "ratings.csv").exists():
+        return "csv"
+    return None

@@ -1,0 +1,1 @@
+"""posterec: the package that combines the stages: CLI, Recommender facade, HTTP server, web page."""

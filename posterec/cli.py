@@ -1,0 +1,80 @@
+"""``posterec [--home DIR] [-v] COMMAND``: the command line.
+
+Each command lives in a module of `posterec.commands` that defines ``register(subparsers)``;
+modules keep heavy imports (TensorFlow, FAISS) inside their handlers so ``--help`` is instant.
+Errors print one line and exit 1 (the traceback too under ``-v``); usage errors exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+HOME_ENV = "POSTEREC_HOME"
+DEFAULT_HOME = "posterec-home"
+
+# Command modules, in the order their commands appear in --help.
+COMMAND_MODULES = [
+    "posterec.commands.data",
+]
+
+
+class UsageError(Exception):
+    """A command-line usage error found after parsing: exits 2."""
+
+
+def resolve_home(flag: str | None) -> Path:
+    return Path(flag or os.environ.get(HOME_ENV) or DEFAULT_HOME)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="posterec",
+        description="A multimodal movie recommender: ratings, posters, one index.",
+    )
+    parser.add_argument("--home", default=None,
+                        help=f"where data, posters and models live (default: ${HOME_ENV} or ./{DEFAULT_HOME})")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.home = resolve_home(args.home)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        rc = args.func(args)
+    except UsageError as exc:
+        parser.print_usage(sys.stderr)
+        print(f"posterec: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("posterec: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for a person; the traceback with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"posterec: error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    return int(rc or 0)
+
+
+def one_line(exc: BaseException) -> str:
+    from catalog import PosterecError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, PosterecError) else f"{type(exc).__name__}: {text}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

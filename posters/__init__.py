@@ -1,0 +1,1 @@
+"""posters stage."""
