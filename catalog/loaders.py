@@ -147,39 +147,51 @@ def _diagnose_ratings(path: Path, sep: str, encoding: str, header: bool) -> str:
     return f"{path.name}: could not be parsed"
 
 
-def read_ratings(path: Path, sep: str, encoding: str = "latin-1", header: bool = False) -> pd.DataFrame:
-    """Ratings in compact dtypes, with ``DatasetError`` naming the first bad line."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+def _count_lines(source) -> int:
+    n = 1  # a last line without a newline
+    if isinstance(source, io.BytesIO):
+        return source.getbuffer().tobytes().count(b"\n") + n
+    with open(source, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            n += block.count(b"\n")
+    return n
 
-    names = list(RATING_DTYPES)
-    types = {"user_id": pa.int32(), "movie_id": pa.int32(), "rating": pa.float32(), "timestamp": pa.int64()}
+
+def read_ratings(path: Path, sep: str, encoding: str = "latin-1", header: bool = False,
+                 chunk_rows: int = 1_000_000) -> pd.DataFrame:
+    """Ratings in compact dtypes, with ``DatasetError`` naming the first bad line.
+
+    The file is parsed in chunks by pandas' C parser straight into the final dtypes, and the
+    chunks are copied into arrays allocated once (sized by a newline count), so the peak memory
+    is about the final frame plus one chunk (see benchmarks/load_ratings.py).
+    """
+    if len(sep) == 1:
+        source = path
+    else:  # '::' -> a byte the file cannot contain, so the C parser can do the work
+        raw = path.read_bytes()
+        if b"\x1f" in raw:
+            raise DatasetError(f"{path.name}: contains control byte 0x1f")
+        source = io.BytesIO(raw.replace(sep.encode(), b"\x1f"))
+        del raw
+    capacity = _count_lines(source)
+    cols = {name: np.empty(capacity, dtype=dtype) for name, dtype in RATING_DTYPES.items()}
+    filled = 0
     try:
-        if len(sep) == 1:
-            source = str(path)
-        else:  # '::' -> one byte the file cannot contain, so the C parser can do the work
-            raw = path.read_bytes()
-            if b"\x1f" in raw:
-                raise DatasetError(f"{path.name}: contains control byte 0x1f")
-            source = io.BytesIO(raw.replace(sep.encode(), b"\x1f"))
-            del raw
-        table = pacsv.read_csv(
-            source,
-            read_options=pacsv.ReadOptions(
-                column_names=names, skip_rows=1 if header else 0, encoding="utf8" if encoding.lower() in ("utf8", "utf-8") else encoding,
-                block_size=64 << 20,
-            ),
-            parse_options=pacsv.ParseOptions(delimiter=sep if len(sep) == 1 else "\x1f", quote_char=False),
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False),
+        reader = pd.read_csv(
+            source, sep=sep if len(sep) == 1 else "\x1f", header=None, names=list(RATING_DTYPES),
+            skiprows=1 if header else 0, dtype=RATING_DTYPES, encoding=encoding, engine="c",
+            quoting=csv.QUOTE_NONE, chunksize=chunk_rows, na_filter=True,
         )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError, ValueError):
+        for chunk in reader:
+            k = len(chunk)
+            for name, arr in cols.items():
+                arr[filled:filled + k] = chunk[name].to_numpy()
+            filled += k
+    except (ValueError, TypeError, pd.errors.ParserError, UnicodeDecodeError, OverflowError):
         raise DatasetError(_diagnose_ratings(path, sep, encoding, header)) from None
-    if table.num_rows and any(table.column(c).null_count for c in names):
-        raise DatasetError(_diagnose_ratings(path, sep, encoding, header))
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table
+    frame = pd.DataFrame({name: arr[:filled] for name, arr in cols.items()}, copy=False)
     r = frame["rating"].to_numpy()
-    if len(r) and (np.isnan(r).any() or r.min() <= 0.0 or r.max() > 5.0):
+    if filled and (np.isnan(r).any() or r.min() <= 0.0 or r.max() > 5.0):
         raise DatasetError(_diagnose_ratings(path, sep, encoding, header))
     return frame
 

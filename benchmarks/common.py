@@ -1,0 +1,46 @@
+"""Shared bits of the benchmark scripts: machine description and result logging."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numpy
+
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__}
+    try:
+        import pandas
+
+        info["pandas"] = pandas.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def median(xs) -> float:
+    return float(statistics.median(xs))
+
+
+def record(name: str, result: dict) -> Path:
+    """Append one JSON line to benchmarks/results/<name>.jsonl."""
+    RESULTS.mkdir(exist_ok=True)
+    row = {"benchmark": name, "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), **result}
+    path = RESULTS / f"{name}.jsonl"
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row, default=str) + "\n")
+    return path
