@@ -1,6 +1,6 @@
 """The data layer every stage shares: MovieLens download/parse/split, `Vectors`, model versions."""
 from .datasets import DATASETS, DatasetSpec, get_spec
-from .download import dataset_checksum, fetch_dataset, is_present, load_dataset
+from .download import dataset_checksum, fetch_dataset, is_present, load_dataset, load_movies
 from .errors import (ArtifactError, DatasetError, PosterecError, ScrapeError, UnknownMovieError,
                      UnknownUserError)
 from .loaders import Dataset, detect_format, load_dir, read_links, merge_links, split_title
@@ -11,7 +11,7 @@ from .vectors import Vectors
 
 __all__ = [
     "DATASETS", "DatasetSpec", "get_spec", "dataset_checksum", "fetch_dataset", "is_present",
-    "load_dataset", "ArtifactError", "DatasetError", "PosterecError", "ScrapeError",
+    "load_dataset", "load_movies", "ArtifactError", "DatasetError", "PosterecError", "ScrapeError",
     "UnknownMovieError", "UnknownUserError", "Dataset", "detect_format", "load_dir", "read_links",
     "merge_links", "split_title", "SPLITS", "Split", "make_split", "dataset_stats", "format_stats",
     "ModelStore", "VersionWriter", "Vectors",

@@ -21,7 +21,7 @@ import requests
 
 from .datasets import DatasetSpec, get_spec
 from .errors import DatasetError
-from .loaders import Dataset, load_dir
+from .loaders import Dataset, load_dir, load_movies_dir
 
 META = ".posterec-dataset.json"
 CHUNK = 1 << 20
@@ -209,3 +209,14 @@ def load_dataset(home: str | os.PathLike, name: str) -> Dataset:
             f"(or add --source DIR_OR_ZIP for a local copy)"
         )
     return load_dir(target, spec.format, name)
+
+
+def load_movies(home: str | os.PathLike, name: str):
+    """The movie list of a dataset previously fetched into the home (no ratings: fast)."""
+    spec = get_spec(name)
+    target = data_dir(home, name)
+    if not target.exists():
+        raise DatasetError(
+            f"{target}: missing; fetch it with `posterec --home {home} download --dataset {name}`"
+        )
+    return load_movies_dir(target, spec.format, name)

@@ -177,15 +177,20 @@ def read_ratings(path: Path, sep: str, encoding: str = "latin-1", header: bool =
     cols = {name: np.empty(capacity, dtype=dtype) for name, dtype in RATING_DTYPES.items()}
     filled = 0
     try:
+        # Parsing with inferred dtypes and casting each chunk is faster than asking the C
+        # parser for int32/float32 directly; the kind check below catches what a cast would hide.
         reader = pd.read_csv(
             source, sep=sep if len(sep) == 1 else "\x1f", header=None, names=list(RATING_DTYPES),
-            skiprows=1 if header else 0, dtype=RATING_DTYPES, encoding=encoding, engine="c",
-            quoting=csv.QUOTE_NONE, chunksize=chunk_rows, na_filter=True,
+            skiprows=1 if header else 0, encoding=encoding, engine="c",
+            quoting=csv.QUOTE_NONE, chunksize=chunk_rows,
         )
         for chunk in reader:
             k = len(chunk)
             for name, arr in cols.items():
-                arr[filled:filled + k] = chunk[name].to_numpy()
+                values = chunk[name].to_numpy()
+                if values.dtype.kind not in ("iu" if name != "rating" else "iuf"):
+                    raise ValueError(f"column {name} is {values.dtype}")
+                arr[filled:filled + k] = values
             filled += k
     except (ValueError, TypeError, pd.errors.ParserError, UnicodeDecodeError, OverflowError):
         raise DatasetError(_diagnose_ratings(path, sep, encoding, header)) from None
@@ -197,8 +202,7 @@ def read_ratings(path: Path, sep: str, encoding: str = "latin-1", header: bool =
 
 
 # -- per-format loaders ---------------------------------------------------------------------
-def load_ml100k(root: Path, name: str = "ml-100k") -> Dataset:
-    ratings = read_ratings(_require(root / "u.data", name), "\t")
+def movies_ml100k(root: Path, name: str = "ml-100k") -> pd.DataFrame:
     genre_names = list(ML100K_GENRES)
     genre_file = root / "u.genre"
     if genre_file.exists():
@@ -221,6 +225,12 @@ def load_ml100k(root: Path, name: str = "ml-100k") -> Dataset:
         if year is None and fields[2][-4:].isdigit():
             year = int(fields[2][-4:])
         movies.append((movie_id, title, year, _genres(g for g, f in zip(genre_names, flags) if f)))
+    return _movies_frame(movies)
+
+
+def load_ml100k(root: Path, name: str = "ml-100k") -> Dataset:
+    ratings = read_ratings(_require(root / "u.data", name), "\t")
+    movies = movies_ml100k(root, name)
     users = []
     path = _require(root / "u.user", name)
     for lineno, line in _read_lines(path, "latin-1"):
@@ -231,11 +241,10 @@ def load_ml100k(root: Path, name: str = "ml-100k") -> Dataset:
             users.append((_int(fields[0], "user id"), fields[2], _int(fields[1], "age"), fields[3], fields[4]))
         except ValueError as exc:
             raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-    return _finish(name, root, ratings, _movies_frame(movies), _users_frame(users))
+    return _finish(name, root, ratings, movies, _users_frame(users))
 
 
-def load_ml1m(root: Path, name: str = "ml-1m") -> Dataset:
-    ratings = read_ratings(_require(root / "ratings.dat", name), "::")
+def movies_ml1m(root: Path, name: str = "ml-1m") -> pd.DataFrame:
     movies = []
     path = _require(root / "movies.dat", name)
     for lineno, line in _read_lines(path, "latin-1"):
@@ -248,6 +257,12 @@ def load_ml1m(root: Path, name: str = "ml-1m") -> Dataset:
             raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
         title, year = split_title(fields[1])
         movies.append((movie_id, title, year, _genres(fields[2].split("|"))))
+    return _movies_frame(movies)
+
+
+def load_ml1m(root: Path, name: str = "ml-1m") -> Dataset:
+    ratings = read_ratings(_require(root / "ratings.dat", name), "::")
+    movies = movies_ml1m(root, name)
     users = []
     path = _require(root / "users.dat", name)
     for lineno, line in _read_lines(path, "latin-1"):
@@ -261,11 +276,10 @@ def load_ml1m(root: Path, name: str = "ml-1m") -> Dataset:
             users.append((_int(fields[0], "user id"), fields[1], _int(fields[2], "age"), ML1M_OCCUPATIONS[occ], fields[4]))
         except ValueError as exc:
             raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-    return _finish(name, root, ratings, _movies_frame(movies), _users_frame(users))
+    return _finish(name, root, ratings, movies, _users_frame(users))
 
 
-def load_csv(root: Path, name: str) -> Dataset:
-    ratings = read_ratings(_require(root / "ratings.csv", name), ",", encoding="utf-8", header=True)
+def movies_csv(root: Path, name: str) -> pd.DataFrame:
     movies = []
     path = _require(root / "movies.csv", name)
     with open(path, encoding="utf-8", newline="") as fh:
@@ -289,6 +303,12 @@ def load_csv(root: Path, name: str) -> Dataset:
     links = root / "links.csv"
     if links.exists():
         movies_df = merge_links(movies_df, read_links(links))
+    return movies_df
+
+
+def load_csv(root: Path, name: str) -> Dataset:
+    ratings = read_ratings(_require(root / "ratings.csv", name), ",", encoding="utf-8", header=True)
+    movies_df = movies_csv(root, name)
     users = pd.DataFrame({"user_id": np.unique(ratings["user_id"].to_numpy()).astype("int32")})
     return _finish(name, root, ratings, movies_df, users)
 
@@ -339,10 +359,16 @@ def _finish(name: str, root: Path, ratings, movies, users) -> Dataset:
 
 
 LOADERS = {"ml100k": load_ml100k, "ml1m": load_ml1m, "csv": load_csv}
+MOVIE_LOADERS = {"ml100k": movies_ml100k, "ml1m": movies_ml1m, "csv": movies_csv}
 
 
 def load_dir(root: Path, fmt: str, name: str) -> Dataset:
     return LOADERS[fmt](Path(root), name)
+
+
+def load_movies_dir(root: Path, fmt: str, name: str) -> pd.DataFrame:
+    """Only the movie list (fast: no ratings)."""
+    return MOVIE_LOADERS[fmt](Path(root), name)
 
 
 def detect_format(root: Path) -> str | None:
