@@ -4,6 +4,7 @@ from .download import dataset_checksum, fetch_dataset, is_present, load_dataset,
 from .errors import (ArtifactError, DatasetError, PosterecError, ScrapeError, UnknownMovieError,
                      UnknownUserError)
 from .loaders import Dataset, detect_format, load_dir, read_links, merge_links, split_title
+from .seen import SeenItems
 from .splits import SPLITS, Split, make_split
 from .stats import dataset_stats, format_stats
 from .store import ModelStore, VersionWriter
@@ -14,5 +15,5 @@ __all__ = [
     "load_dataset", "load_movies", "ArtifactError", "DatasetError", "PosterecError", "ScrapeError",
     "UnknownMovieError", "UnknownUserError", "Dataset", "detect_format", "load_dir", "read_links",
     "merge_links", "split_title", "SPLITS", "Split", "make_split", "dataset_stats", "format_stats",
-    "ModelStore", "VersionWriter", "Vectors",
+    "ModelStore", "VersionWriter", "Vectors", "SeenItems",
 ]

@@ -19,7 +19,13 @@ DEFAULT_HOME = "posterec-home"
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = [
+    "posterec.commands.demo",
     "posterec.commands.data",
+    "posterec.commands.model",
+    "posterec.commands.posters",
+    "posterec.commands.vision",
+    "posterec.commands.index",
+    "posterec.commands.serve",
 ]
 
 

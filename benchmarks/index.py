@@ -1,0 +1,266 @@
+"""MovieIndex (FAISS) vs numpy brute force, approximate indexes at 1M, rebuild and cold-load time.
+
+    /work/venv/bin/python benchmarks/index.py                 # full run (a few minutes on 2 cores)
+    /work/venv/bin/python benchmarks/index.py --quick         # 4k and 100k only, no 1M
+
+Prints medians and ratios with the CPU, thread count and library versions, and appends one JSON
+line to benchmarks/results/index.jsonl. Data are synthetic and clustered (a mixture of Gaussians,
+like real embeddings), L2-normalised, so inner product = cosine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from catalog import Vectors  # noqa: E402
+from fusion import fuse  # noqa: E402
+from index import MovieIndex, search_exact  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "index.jsonl"
+N_TOP = 10
+
+
+def cpu_info() -> dict:
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "loadavg_at_start": os.getloadavg()[0], "faiss_threads": faiss.omp_get_max_threads(),
+            "faiss": faiss.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def clustered(n: int, dim: int, seed: int, centers: int = 1000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centers, dim), dtype=np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    step = 100_000
+    for s in range(0, n, step):  # chunked to bound the temporaries
+        m = min(step, n - s)
+        out[s:s + m] = c[rng.integers(0, centers, m)] + 0.7 * rng.standard_normal((m, dim), dtype=np.float32)
+    faiss.normalize_L2(out)
+    return out
+
+
+def _queries(dim: int, q: int, seed: int) -> np.ndarray:
+    # same centres as the data (seed 0), fresh noise: queries look like catalogue items
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((1000, dim), dtype=np.float32)
+    rq = np.random.default_rng(seed)
+    out = c[rq.integers(0, 1000, q)] + 0.7 * rq.standard_normal((q, dim), dtype=np.float32)
+    faiss.normalize_L2(out)
+    return out
+
+
+def median_time(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def numpy_top(matrix: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
+    scores = q @ matrix.T
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
+    return np.take_along_axis(top, order, 1)
+
+
+def same_up_to_ties(a_ids, a_scores, b_ids, b_scores, atol=1e-4) -> bool:
+    if not np.allclose(a_scores, b_scores, atol=atol):
+        return False
+    for x, y, s in zip(a_ids, b_ids, b_scores):
+        clear = s > s[-1] + atol
+        if set(x[clear]) != set(y[clear]):
+            return False
+    return True
+
+
+def flat_vs_numpy(n: int, dim: int, batch: int, singles: int) -> dict:
+    data = clustered(n, dim, seed=0)
+    ids = np.arange(n, dtype=np.int64) + 1
+    t = time.perf_counter()
+    index = MovieIndex.build(Vectors(ids, data))
+    build_s = time.perf_counter() - t
+    q = _queries(dim, max(batch, singles), seed=7)
+    # correctness: FAISS through MovieIndex == numpy brute force
+    hits = index.search(q[:batch], N_TOP)
+    ref = search_exact(data, ids, q[:batch], N_TOP)
+    exact_ok = same_up_to_ties(hits.movie_ids, hits.scores, ref.movie_ids, ref.scores)
+    # alternate candidate and baseline, 5 rounds, medians: load from other jobs hits both alike
+    t_sf, t_sn, t_bf, t_bn = [], [], [], []
+    for _ in range(5):
+        t_sf.append(median_time(lambda: [index.search(q[i], N_TOP) for i in range(singles)], 1) / singles)
+        t_sn.append(median_time(lambda: [numpy_top(data, q[i:i + 1], N_TOP) for i in range(singles)], 1) / singles)
+        t_bf.append(median_time(lambda: index.search(q[:batch], N_TOP), 1))
+        t_bn.append(median_time(lambda: numpy_top(data, q[:batch], N_TOP), 1))
+    single_faiss, single_numpy = float(np.median(t_sf)), float(np.median(t_sn))
+    batch_faiss, batch_numpy = float(np.median(t_bf)), float(np.median(t_bn))
+    row = {"n": n, "dim": dim, "batch": batch, "exact_equals_numpy": bool(exact_ok), "build_s": build_s,
+           "single_ms_faiss": single_faiss * 1e3, "single_ms_numpy": single_numpy * 1e3,
+           "single_speedup": single_numpy / single_faiss,
+           "batch_qps_faiss": batch / batch_faiss, "batch_qps_numpy": batch / batch_numpy,
+           "batch_speedup": batch_numpy / batch_faiss}
+    print(f"flat  n={n:>8} dim={dim:>5}: exact==numpy {exact_ok}; single {row['single_ms_faiss']:.2f} ms vs numpy "
+          f"{row['single_ms_numpy']:.2f} ms (x{row['single_speedup']:.2f}); batch {batch}: "
+          f"{row['batch_qps_faiss']:.0f} vs {row['batch_qps_numpy']:.0f} q/s (x{row['batch_speedup']:.2f})", flush=True)
+    return row
+
+
+def approximate_at(n: int, dim: int, nq: int, kinds: list[str], nlist: int) -> list[dict]:
+    data = clustered(n, dim, seed=0)
+    ids = np.arange(n, dtype=np.int64) + 1
+    vectors = Vectors(ids, data)
+    del data
+    q = _queries(dim, nq, seed=11)
+    t = time.perf_counter()
+    flat = MovieIndex.build(vectors)
+    flat_build = time.perf_counter() - t
+    t = time.perf_counter()
+    truth = flat.search(q, N_TOP).movie_ids
+    flat_s = time.perf_counter() - t
+    del flat
+    flat_qps = nq / flat_s
+    print(f"flat  n={n} dim={dim}: build {flat_build:.1f} s, batch {nq}: {flat_qps:.0f} q/s", flush=True)
+    rows = []
+    for kind in kinds:
+        t = time.perf_counter()
+        index = MovieIndex.build(vectors, kind=kind, **({"nlist": nlist} if kind == "ivf" else {}))
+        build_s = time.perf_counter() - t
+        sweep = [("nprobe", p) for p in (8, 16, 32, 64)] if kind == "ivf" else [("ef_search", e) for e in (32, 64, 128)]
+        for knob, value in sweep:
+            index.set_search_options(**{knob: value})
+            s = median_time(lambda: index.search(q, N_TOP), 3)
+            got = index.search(q, N_TOP).movie_ids
+            recall = float(np.mean([len(set(a) & set(b)) / N_TOP for a, b in zip(got, truth)]))
+            row = {"kind": kind, "n": n, "dim": dim, knob: value, "build_s": build_s, "recall@10": recall,
+                   "qps": nq / s, "flat_qps": flat_qps, "speedup_vs_flat": flat_s / s}
+            rows.append(row)
+            print(f"{kind:5} n={n} dim={dim} {knob}={value}: build {build_s:.1f} s, recall@10 {recall:.3f}, "
+                  f"{row['qps']:.0f} q/s = x{row['speedup_vs_flat']:.1f} flat", flush=True)
+        index = None  # free it before the next kind
+    return rows
+
+
+def rebuild_4k() -> dict:
+    rng = np.random.default_rng(3)
+    ids = np.arange(1, 4001)
+    collab = Vectors(ids, rng.standard_normal((4000, 64), dtype=np.float32))
+    visual = Vectors(ids[:3800], rng.standard_normal((3800, 1280), dtype=np.float32))
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(5):
+            t = time.perf_counter()
+            fused = fuse({"collaborative": collab, "visual": visual}, {"collaborative": 0.75, "visual": 0.25})
+            index = MovieIndex.build(fused)
+            fused.save(Path(tmp) / "fused.npz")
+            index.save(tmp)
+            times.append(time.perf_counter() - t)
+        code = ("import time; t0 = time.perf_counter()\n"
+                "import sys, numpy as np\n"
+                "from index import MovieIndex\n"
+                "t1 = time.perf_counter()\n"
+                f"ix = MovieIndex.load({tmp!r}, dim={fused.dim})\n"
+                f"h = ix.search(np.ones({fused.dim}, np.float32), 10)\n"
+                "t2 = time.perf_counter()\n"
+                "print(t1 - t0, t2 - t1, any(m.startswith('tensorflow') for m in sys.modules))")
+        cold = []
+        for _ in range(3):
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 cwd=Path(__file__).resolve().parent.parent)
+            total = time.perf_counter() - t
+            imp, load_query, tf = out.stdout.split()
+            cold.append((float(imp), float(load_query), total, tf == "True"))
+    row = {"rebuild_4k_s": float(np.median(times)), "fused_dim": fused.dim,
+           "import_s": float(np.median([c[0] for c in cold])), "load_first_query_s": float(np.median([c[1] for c in cold])),
+           "process_total_s": float(np.median([c[2] for c in cold])), "tensorflow_imported": any(c[3] for c in cold)}
+    print(f"rebuild 4,000 movies (fuse 64 + 1280 dims, build flat, save): {row['rebuild_4k_s'] * 1e3:.0f} ms; "
+          f"fresh process: import {row['import_s'] * 1e3:.0f} ms, load + first query {row['load_first_query_s'] * 1e3:.1f} ms, "
+          f"whole process {row['process_total_s'] * 1e3:.0f} ms, tensorflow imported: {row['tensorflow_imported']}", flush=True)
+    return row
+
+
+def cold_start(home: Path) -> dict:
+    """The cold-start comparison on a trained model (ideally trained with ``--split cold-start-10``)."""
+    from catalog import ModelStore, load_dataset, make_split
+    from fusion import evaluate_cold_start, genre_vectors, stack_features
+
+    store = ModelStore(home)
+    current = store.require_current()
+    manifest = store.read_manifest(current)
+    split = (manifest.get("text_model") or {}).get("split") or {}
+    name = split.get("name", "cold-start-10") if isinstance(split, dict) else str(split)
+    seed = int(split.get("seed", 0)) if isinstance(split, dict) else 0
+    if not name.startswith("cold-start"):
+        print(f"warning: the model was trained on split {name!r}, not cold-start-P: users have seen the "
+              f"held-out movies, so these numbers are optimistic; re-running on cold-start-10 seed {seed}")
+        name = "cold-start-10"
+    dataset = load_dataset(home, manifest["dataset"])
+    test = make_split(dataset.ratings, name, seed).test
+    genres = genre_vectors({int(m): tuple(g) for m, g in zip(dataset.movies["movie_id"], dataset.movies["genres"])},
+                           dataset.genres)
+    visual = Vectors.load(current / "visual.npz")
+    out = evaluate_cold_start(Vectors.load(current / "users.npz"), Vectors.load(current / "collab.npz"),
+                              stack_features(visual, genres), genres, np.unique(test["movie_id"].to_numpy()),
+                              test["user_id"].to_numpy(), test["movie_id"].to_numpy(), test["rating"].to_numpy())
+    for method, metrics in out.items():
+        print(f"cold start {method:10}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                                    for k, v in metrics.items()))
+    return {"split": name, "seed": seed, "dataset": manifest["dataset"], "version": current.name, **out}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="skip the 1M runs")
+    parser.add_argument("--approx", default="ivf", help="approximate kinds at 1M, comma separated (default: ivf)")
+    parser.add_argument("--nlist", type=int, default=1024, help="IVF lists at 1M (default: 1024)")
+    parser.add_argument("--queries", type=int, default=200, help="queries for recall/QPS at 1M (default: 200)")
+    parser.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all cores)")
+    parser.add_argument("--cold-start", type=Path, metavar="HOME",
+                        help="only run the cold-start evaluation on HOME's current model (collab, users, visual)")
+    args = parser.parse_args()
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
+    info = cpu_info()
+    print(json.dumps(info), flush=True)
+    if args.cold_start:
+        row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "cold_start": cold_start(args.cold_start)}
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with open(RESULTS, "a") as fh:
+            fh.write(json.dumps(row, default=str) + "\n")
+        return
+    result = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "flat": [], "approximate": []}
+    plan = [(4_000, 256, 256, 200), (4_000, 1280, 256, 200), (100_000, 256, 256, 50), (100_000, 1280, 256, 20)]
+    if not args.quick:
+        plan.append((1_000_000, 256, 100, 5))  # 1M x 1280 (5 GB, twice) does not fit a shared 24 GB box
+    for n, dim, batch, singles in plan:
+        result["flat"].append(flat_vs_numpy(n, dim, batch, singles))
+    result["rebuild"] = rebuild_4k()
+    if not args.quick:
+        result["approximate"] = approximate_at(1_000_000, 256, args.queries, [k for k in args.approx.split(",") if k], args.nlist)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a") as fh:
+        fh.write(json.dumps(result) + "\n")
+    print(f"appended to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""``demo``: the whole pipeline end to end, each stage skipped when its output is current.
+
+dataset -> posters (import or scrape) -> train -> embed -> build-index -> a few answers -> serve.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from catalog import DATASETS
+
+from .data import _checksum
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline, show a few answers, then serve the page",
+                       description="Fetch the dataset (or import it with --source), get posters "
+                                   "(--posters DIR, or scrape TMDB when $TMDB_API_KEY is set), train, "
+                                   "embed, build the index, print a few recommendations and serve the "
+                                   "web page. A stage whose output is current is skipped. With no "
+                                   "posters it runs collaborative-only and says so.")
+    p.add_argument("--dataset", choices=list(DATASETS), default="ml-1m", help="MovieLens release (default: ml-1m)")
+    p.add_argument("--source", metavar="DIR_OR_ZIP", help="import the dataset from a local folder or zip")
+    p.add_argument("--checksum", type=_checksum, metavar="ALGO:HEX", help="expected checksum of the downloaded zip")
+    p.add_argument("--posters", metavar="DIR", help="import <movie_id>.jpg|png posters from this folder")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's)")
+    p.add_argument("--weights", default=None, metavar="imagenet|PATH",
+                   help="poster CNN weights (default: the embed command's, imagenet)")
+    p.add_argument("--alpha", type=float, default=None, help="MobileNetV2 width (default: the embed command's)")
+    p.add_argument("--visual-weight", type=float, default=None, help="poster weight of the index (0..1)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--no-serve", action="store_true", help="stop after showing the answers")
+    p.set_defaults(func=run_demo)
+
+
+def _say(msg: str) -> None:
+    print(f"[demo] {msg}", flush=True)
+
+
+def _run(args, *argv: str) -> None:
+    from catalog import PosterecError
+
+    from ..cli import main
+
+    argv_full = ["--home", str(args.home), *(["-v"] if args.verbose else []), *argv]
+    _say("posterec " + " ".join(argv))
+    if main(argv_full) != 0:
+        raise PosterecError(f"`posterec {' '.join(argv)}` failed (see the error above)")
+
+
+def _current_manifest(home: Path) -> dict:
+    from catalog import ModelStore
+
+    store = ModelStore(home)
+    current = store.current()
+    return {} if current is None else store.read_manifest(current)
+
+
+def run_demo(args) -> int:
+    from catalog import PosterecError, dataset_checksum, fetch_dataset
+    from posters import PosterStore
+
+    home, ds = Path(args.home), args.dataset
+    # 1. the dataset
+    result = fetch_dataset(home, ds, source=args.source, checksum=args.checksum)
+    _say(f"dataset {ds}: {'installed from ' + result.source if result.fetched else 'already present'}")
+
+    # 2. posters
+    store = PosterStore(home, ds)
+    have = {e.movie_id for e in store.entries()}
+    if args.posters:
+        folder = Path(args.posters)
+        offered = {int(p.stem) for p in folder.glob("*") if p.stem.isdigit() and p.suffix.lower() in (".jpg", ".jpeg", ".png")} \
+            if folder.is_dir() else set()
+        if offered and offered <= have:
+            _say(f"posters: all {len(offered)} from {folder} already imported")
+        else:
+            _run(args, "import-posters", str(folder), "--dataset", ds)
+    elif os.environ.get("TMDB_API_KEY"):
+        _run(args, "scrape-posters", "--dataset", ds)
+    elif not have:
+        _say("posters: none (no --posters DIR and no $TMDB_API_KEY): running collaborative-only")
+    have = {e.movie_id for e in store.entries()}
+
+    # 3. the rating model
+    manifest = _current_manifest(home)
+    trained = manifest.get("text_model") or {}
+    if trained.get("dataset") == ds and trained.get("dataset_checksum") == dataset_checksum(home, ds):
+        _say(f"train: model for {ds} is current (version {manifest.get('version')})")
+    else:
+        _run(args, "train", "--dataset", ds, *(["--epochs", str(args.epochs)] if args.epochs else []),
+             "--progress", "2")
+
+    # 4. poster embeddings
+    manifest = _current_manifest(home)
+    vision = manifest.get("vision") or {}
+    embed_args = [*(["--weights", args.weights] if args.weights else []),
+                  *(["--alpha", str(args.alpha)] if args.alpha is not None else [])]
+    if have:
+        if vision.get("dataset") == ds and vision.get("n", -1) + len(vision.get("failed", [])) == len(have) \
+                and not embed_args:
+            _say(f"embed: {vision['n']} poster embeddings are current")
+        else:
+            try:
+                _run(args, "embed", "--dataset", ds, *embed_args)
+            except PosterecError as exc:
+                _say(f"embed failed ({exc}); going on collaborative-only")
+
+    # 5. the index
+    from .index import input_checksums
+
+    manifest = _current_manifest(home)
+    current = home / "models" / manifest["version"]
+    fusion = manifest.get("fusion") or {}
+    if fusion.get("inputs") == input_checksums(current) and args.visual_weight is None:
+        _say("build-index: the index is current")
+    else:
+        _run(args, "build-index", *(["--visual-weight", str(args.visual_weight)] if args.visual_weight is not None else []))
+
+    # 6. a few answers
+    show_answers(home)
+    if args.no_serve:
+        return 0
+    _say("serving the web page (Ctrl-C to stop)")
+    return _run(args, "serve", "--host", args.host, "--port", str(args.port)) or 0
+
+
+def show_answers(home: Path) -> None:
+    from ..recommender import Recommender
+
+    rec = Recommender.load(home)
+    counts = rec.counts()
+    mode = "ratings + posters" if rec.has_posters else "ratings only (no posters)"
+    _say(f"model {rec.version}: {counts['movies']} movies, {counts['users']} users, "
+         f"{counts['posters']} poster embeddings; {mode}")
+    user = rec.sample_users(1)[0]
+    print(f"\nTop 5 for user {user}:")
+    for r in rec.recommend(user, 5):
+        because = f"  (because you liked {r['because']['title']})" if r.get("because") else ""
+        print(f"  {r['score']:6.3f}  {r['title']} ({r['year']}){because}")
+    query = rec.popular_movies(1)[0]
+    print(f"\nMovies like {query['title']} ({query['year']}):")
+    for r in rec.similar(query["movie_id"], 5):
+        print(f"  {r['score']:6.3f}  {r['title']} ({r['year']})  {'|'.join(r['genres'])}")
+    if rec.has_posters and query["movie_id"] in rec.visual:
+        print(f"\nPosters that look like {query['title']}'s:")
+        for r in rec.lookalike(query["movie_id"], 5):
+            print(f"  {r['score']:6.3f}  {r['title']} ({r['year']})")
+    print()

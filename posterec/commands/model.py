@@ -1,0 +1,180 @@
+"""``train``, ``evaluate``, ``predict``, ``similar``, ``recommend``, ``also-liked``: the text model."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..output import emit_json, positive_int
+from .data import dataset_argument
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the text-CNN rating model and write a new model version",
+                       description="Fit the user/movie text-CNN on a split of the ratings, then write the model, "
+                                   "its vectors, vocabulary, test pairs and training curve as a new version.")
+    dataset_argument(p)
+    p.add_argument("--split", default="random-80-20",
+                   help="random-80-20 (default), random-90-10, leave-last-out, cold-start-10, random-A-B")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: 0)")
+    p.add_argument("--test-pairs", metavar="FILE", help="CSV of user_id,movie_id pairs that form the test set")
+    p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the config's)")
+    p.add_argument("--config", default="best", choices=["best", "reference"],
+                   help="best (default: tuned, early stopping) or reference (the classic design)")
+    p.add_argument("--progress", type=int, choices=[0, 1, 2], default=2,
+                   help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch (default)")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("evaluate", help="RMSE/MAE on the test split; HR@10, NDCG@10, coverage on leave-last-out",
+                       description="RMSE and MAE of the current model on its stored test split. Ranking metrics "
+                                   "come from a second model with the same config fit on the leave-last-out "
+                                   "training set, so the held-out movie is never seen in training.")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--progress", type=int, choices=[0, 1, 2], default=0, help="Keras verbosity of the ranking fit")
+    p.set_defaults(func=run_evaluate)
+
+    p = sub.add_parser("predict", help="predict ratings for user_id,movie_id pairs")
+    p.add_argument("--pairs", required=True, metavar="FILE.csv", help="CSV with columns user_id,movie_id")
+    p.add_argument("--out", required=True, metavar="OUT.csv", help="where to write user_id,movie_id,prediction")
+    p.set_defaults(func=run_predict)
+
+    for name, target, helptext in (
+        ("similar", "MOVIE_ID", "movies whose vectors are closest (cosine) to a movie's"),
+        ("recommend", "USER_ID", "the unseen movies a user is predicted to like most"),
+        ("also-liked", "MOVIE_ID", "what the users who would rate a movie highest like best"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("id", type=int, metavar=target)
+        p.add_argument("-n", type=positive_int, default=10, help="how many results (default: 10)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(func=run_query, query=name)
+
+
+def run_train(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from catalog import load_dataset, make_split
+    from text_model import get_config
+    from text_model.artifacts import write_version
+    from text_model.evaluation import rating_metrics
+    from text_model.trainer import fit_text_model
+
+    dataset = load_dataset(args.home, args.dataset)
+    split = make_split(dataset.ratings, args.split, args.seed, test_pairs=args.test_pairs)
+    config = get_config(args.config).with_overrides(epochs=args.epochs)
+    print(f"training text_model ({config.name}) on {dataset.name}: {len(split.train)} train / "
+          f"{len(split.test)} test ratings ({split.name}, seed {split.seed})")
+    tm = fit_text_model(dataset, split.train, config, seed=args.seed, verbose=args.progress)
+    metrics = {"fit_seconds": round(tm.fit_seconds, 2)}
+    if len(split.test):
+        metrics.update(rating_metrics(tm, split.test["user_id"], split.test["movie_id"], split.test["rating"]))
+    folder = write_version(args.home, dataset, split, tm, metrics)
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    print(f"model version {folder.name}: {shown}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from catalog import ArtifactError, ModelStore, load_dataset
+    from text_model import TextModelConfig
+    from text_model.artifacts import TEST_PAIRS, load_test_pairs
+    from text_model.evaluation import ranking_metrics, rating_metrics
+    from text_model.trainer import TextModel
+
+    store = ModelStore(args.home)
+    folder = store.require_current()
+    info = store.read_manifest(folder).get("text_model")
+    if not info:
+        raise ArtifactError(f"{folder}: no text_model in this version; run `posterec train` first")
+    tm = TextModel.load(folder)
+    users, movies, ratings = load_test_pairs(folder / TEST_PAIRS)
+    result = rating_metrics(tm, users, movies, ratings) if len(ratings) else {"rmse": None, "mae": None}
+    dataset = load_dataset(args.home, info["dataset"])
+    config = TextModelConfig.from_dict(info["config"])
+    result.update(ranking_metrics(dataset, config, seed=int(info["split"].get("seed", 0)), verbose=args.progress))
+    result["version"] = folder.name
+    if args.json:
+        emit_json(result)
+        return 0
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"model {folder.name} on {info['dataset']} ({info['split']['name']}, {result.get('n_test', 0)} test ratings)")
+    print(f"  RMSE {fmt(result['rmse'])}  MAE {fmt(result['mae'])}")
+    pop = result["most_popular"]
+    print(f"  leave-last-out, {result['n_users']} users: HR@10 {fmt(result['hr_at_10'])}  "
+          f"NDCG@10 {fmt(result['ndcg_at_10'])}  coverage@10 {fmt(result['coverage_at_10'])}")
+    print(f"  most-popular baseline: HR@10 {fmt(pop['hr_at_10'])}  NDCG@10 {fmt(pop['ndcg_at_10'])}  "
+          f"coverage@10 {fmt(pop['coverage_at_10'])}")
+    return 0
+
+
+def run_predict(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import pandas as pd
+
+    from catalog import DatasetError, ModelStore
+    from text_model.trainer import TextModel
+
+    path = Path(args.pairs)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such pairs file")
+    try:
+        pairs = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DatasetError(f"{path}: not a readable CSV ({' '.join(str(exc).split())})") from None
+    missing = {"user_id", "movie_id"} - set(pairs.columns)
+    if missing:
+        raise DatasetError(f"{path}: needs columns user_id,movie_id; missing {', '.join(sorted(missing))} "
+                           f"(found {', '.join(map(str, pairs.columns)) or 'none'})")
+    for col in ("user_id", "movie_id"):
+        values = pd.to_numeric(pairs[col], errors="coerce")
+        bad = values.isna() | (values != values.round())
+        if bad.any():
+            k = int(bad.to_numpy().nonzero()[0][0])
+            raise DatasetError(f"{path} line {k + 2}: {col} must be a whole number, got {pairs[col].iloc[k]!r}")
+        pairs[col] = values.astype("int64")
+    tm = TextModel.load(ModelStore(args.home).require_current())
+    pred = tm.predict(pairs["user_id"].to_numpy(), pairs["movie_id"].to_numpy())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pd.DataFrame({"user_id": pairs["user_id"], "movie_id": pairs["movie_id"],
+                  "prediction": pred.round(4)}).to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    print(f"wrote {len(pairs)} predictions to {out}")
+    return 0
+
+
+def run_query(args) -> int:
+    from catalog import ModelStore, load_dataset
+    from text_model import QueryModel
+
+    store = ModelStore(args.home)
+    folder = store.require_current()
+    manifest = store.read_manifest(folder)
+    qm = QueryModel.load(folder)
+    if args.query == "similar":
+        hits = qm.similar(args.id, args.n)
+    elif args.query == "recommend":
+        hits = qm.recommend(args.id, args.n)
+    else:
+        hits = qm.also_liked(args.id, args.n)
+    results = describe_hits(load_dataset(args.home, manifest["dataset"]), hits)
+    key = "user_id" if args.query == "recommend" else "movie_id"
+    if args.json:
+        emit_json({"query": args.query, key: args.id, "n": args.n, "results": results})
+        return 0
+    for k, r in enumerate(results, 1):
+        year = "" if r["year"] is None else f" ({r['year']})"
+        print(f"{k:3d}. {r['score']:8.4f}  {r['movie_id']:>6}  {r['title']}{year}  [{'|'.join(r['genres'])}]")
+    return 0
+
+
+def describe_hits(dataset, hits) -> list[dict]:
+    movies = dataset.movies.set_index("movie_id")
+    out = []
+    for movie_id, score in zip(hits.movie_ids, hits.scores):
+        row = movies.loc[int(movie_id)] if int(movie_id) in movies.index else None
+        year = None if row is None or row["year"] is None or str(row["year"]) == "<NA>" else int(row["year"])
+        out.append({"movie_id": int(movie_id), "title": None if row is None else str(row["title"]),
+                    "year": year, "genres": [] if row is None else list(row["genres"]),
+                    "score": round(float(score), 6)})
+    return out

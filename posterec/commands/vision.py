@@ -1,0 +1,126 @@
+"""``embed`` and ``lookalike``: poster embeddings and the posters that look alike."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from ..output import emit_json, positive_int
+from .data import dataset_argument
+
+log = logging.getLogger(__name__)
+VISUAL = "visual.npz"
+
+
+def register(sub) -> None:
+    from vision_model import BACKBONES, POLICIES, VisionConfig
+
+    d = VisionConfig()
+    p = sub.add_parser("embed", help="embed every poster with a pretrained CNN into a new model version",
+                       description="Run the poster store's ok posters through a keras.applications "
+                                   "backbone (batched tf.data pipeline, TFLite inference) and write "
+                                   "L2-normalised vectors to visual.npz in a new model version. Vectors "
+                                   "are cached by (poster sha256, backbone config) under "
+                                   "<home>/cache/embeddings/, so only new posters are embedded.")
+    dataset_argument(p)
+    p.add_argument("--backbone", default=d.backbone, metavar="NAME",
+                   help=f"keras.applications model (default: {d.backbone}; known: "
+                        f"{', '.join(s.name for s in BACKBONES.values())})")
+    p.add_argument("--alpha", type=float, default=d.alpha, help=f"width multiplier of MobileNet* (default: {d.alpha:g})")
+    p.add_argument("--weights", default=d.weights, metavar="imagenet|PATH",
+                   help="'imagenet' (Keras downloads them once, or reads $KERAS_HOME/models/) or a .h5 file")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default: {d.batch_size}")
+    p.add_argument("--image-size", type=positive_int, default=d.image_size, help=f"input side in pixels (default: {d.image_size})")
+    p.add_argument("--policy", choices=POLICIES, default=d.policy,
+                   help="poster aspect ratio: pad (keep the whole poster, default) or center-crop")
+    p.add_argument("--runtime", choices=("tflite", "keras"), default="tflite",
+                   help="inference runtime (default: tflite, same vectors, faster on CPU)")
+    p.set_defaults(func=run_embed)
+
+    p = sub.add_parser("lookalike", help="movies whose posters look most like this one's")
+    p.add_argument("movie_id", type=int)
+    p.add_argument("-n", type=positive_int, default=10, help="how many (default: 10)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--grid", metavar="FILE.png", help="also save a contact sheet of the query and its look-alikes")
+    p.set_defaults(func=run_lookalike)
+
+
+def run_embed(args) -> int:
+    from catalog import DatasetError, ModelStore, load_dataset
+    from posters import PosterStore
+    from vision_model import VisionConfig, embed_posters
+
+    weights = args.weights
+    if weights != "imagenet":
+        from pathlib import Path
+
+        weights = str(Path(weights).expanduser().resolve())
+    config = VisionConfig(backbone=args.backbone, alpha=args.alpha, weights=weights,
+                          image_size=args.image_size, batch_size=args.batch_size, policy=args.policy)
+    dataset = load_dataset(args.home, args.dataset)
+    catalogue = {int(m) for m in dataset.movies["movie_id"]}
+    store = PosterStore(args.home, args.dataset)
+    entries = store.entries()
+    strangers = sorted(e.movie_id for e in entries if e.movie_id not in catalogue)
+    if strangers:
+        log.warning("%d posters are for movies not in %s (ignored): %s", len(strangers), args.dataset, strangers[:10])
+    entries = [e for e in entries if e.movie_id in catalogue]
+    if not entries:
+        raise DatasetError(f"no ok posters for {args.dataset} in {store.dir}: run `posterec scrape-posters "
+                           f"--dataset {args.dataset}` or `posterec import-posters DIR --dataset {args.dataset}` first")
+    cache_dir = args.home / "cache" / "embeddings"
+    result = embed_posters(entries, config, cache_dir=cache_dir, runtime=args.runtime)
+    if len(result.vectors) == 0:
+        raise DatasetError(f"none of the {len(entries)} posters of {args.dataset} could be decoded "
+                           f"(first: movie {result.failed[0].movie_id}: {result.failed[0].error})")
+    with_poster = {e.movie_id for e in entries}
+    missing = sorted(catalogue - with_poster)
+    failed = [{"movie_id": f.movie_id, "error": f.error} for f in result.failed]
+    with ModelStore(args.home).new_version() as w:
+        result.vectors.save(w.path / VISUAL)  # temp file + os.replace: never writes through a link
+        w.manifest["vision"] = {
+            **config.to_dict(), "dataset": args.dataset, "dim": result.vectors.dim,
+            "n": len(result.vectors), "file": VISUAL, "cache_key": config.cache_key(),
+            "runtime": args.runtime, "n_catalogue": len(catalogue),
+            "missing": missing, "failed": failed,
+        }
+        w.manifest.setdefault("dataset", args.dataset)
+        version = w.path.name.removeprefix(".staging-")
+    print(f"{args.dataset}: {len(result.vectors)} posters embedded with {config.backbone} "
+          f"alpha={config.alpha:g} (dim {result.vectors.dim}; {result.n_embedded} new, {result.n_cached} "
+          f"from cache); {len(missing)} movies without a poster, {len(failed)} unusable images; "
+          f"model version {version}")
+    for f in result.failed[:10]:
+        print(f"  skipped movie {f.movie_id}: {f.error}")
+    return 0
+
+
+def run_lookalike(args) -> int:
+    from ..recommender import Recommender
+
+    rec = Recommender.load(args.home)
+    query = rec.movie(args.movie_id)  # UnknownMovieError for an id not in the catalogue
+    if rec.visual is not None and args.movie_id not in rec.visual:
+        failed = (rec.manifest.get("vision") or {}).get("failed", [])
+        why = next((f["error"] for f in failed if f["movie_id"] == args.movie_id), None)
+        reason = f"its poster could not be used ({why})" if why else "it has no poster"
+        from catalog import UnknownMovieError
+
+        raise UnknownMovieError(f"movie {args.movie_id} ({query['title']}) has no poster embedding: {reason}; "
+                                f"fetch it with `posterec scrape-posters`, then run `posterec embed`")
+    results = rec.lookalike(args.movie_id, args.n)
+    if args.grid:
+        from vision_model import Tile, draw_contact_sheet
+
+        label = lambda r: f"{r['title']} ({r['year']})" if r["year"] else r["title"]  # noqa: E731
+        draw_contact_sheet(Tile(rec.poster_path(args.movie_id), f"query: {label(query)}"),
+                           [Tile(rec.poster_path(r["movie_id"]), f"{r['score']:.3f} {label(r)}") for r in results],
+                           args.grid)
+    if args.json:
+        emit_json({"query": query, "backbone": (rec.manifest.get("vision") or {}).get("backbone"), "results": results})
+    else:
+        print(f"posters like {query['movie_id']} {query['title']} ({query['year']}):")
+        for r in results:
+            print(f"  {r['score']:.3f}  {r['movie_id']:>6}  {r['title']} ({r['year']})  {'|'.join(r['genres'])}")
+    if args.grid:
+        print(f"contact sheet: {args.grid}", file=sys.stderr if args.json else sys.stdout)
+    return 0

@@ -1,0 +1,114 @@
+"""The web page in real headless Chromium (Debian's), driven by Playwright, against a live server."""
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fake_recommender import FakeRecommender, fake_rebuild, make_fake_home
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def live_url(tmp_path):
+    """The app on 127.0.0.1 at a free port, served by uvicorn in a thread."""
+    import uvicorn
+
+    from posterec.server import create_app
+
+    home = make_fake_home(tmp_path / "home", n_movies=40, n_users=20)
+    app = create_app(home, loader=FakeRecommender.load, rebuilder=fake_rebuild)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page():
+    if not CHROMIUM.exists() and not shutil.which("chromium"):
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM if CHROMIUM.exists()
+                                                         else shutil.which("chromium")),
+                                     args=CHROMIUM_ARGS, headless=True)
+        try:
+            pg = browser.new_page(viewport={"width": 1280, "height": 900})
+            pg.external_requests = []
+
+            def record(request):
+                if not request.url.startswith(("http://127.0.0.1", "data:")):
+                    pg.external_requests.append(request.url)
+
+            pg.on("request", record)
+            pg.console_errors = []
+            pg.on("console", lambda msg: msg.type == "error" and pg.console_errors.append(msg.text))
+            yield pg
+        finally:
+            browser.close()
+
+
+def test_search_click_and_see_the_grids(live_url, page):
+    page.goto(live_url + "/")
+    page.wait_for_selector("#model:has-text('fake-v1')")
+    page.fill("#search", "laugh story 1")
+    page.wait_for_selector("#results .result")
+    titles = page.locator("#results .result strong").all_inner_texts()
+    assert titles and all("Laugh Story 1" in t for t in titles)
+
+    page.click("#results .result[data-movie-id='1']")
+    page.wait_for_selector("#lookalike .card")
+    page.wait_for_selector("#similar .card")
+    assert page.inner_text("#hero-title").startswith("Laugh Story 1")
+    lookalike = page.locator("#lookalike .card")
+    assert lookalike.count() == 12
+    # look-alikes of a comedy poster are yellow comedy posters, and their images loaded
+    ids = [int(x) for x in page.eval_on_selector_all(
+        "#lookalike .card", "cards => cards.map(c => c.dataset.movieId)")]
+    assert all(i <= 20 and i % 7 for i in ids)
+    page.wait_for_function("() => [...document.querySelectorAll('#lookalike img')]"
+                           ".every(i => i.complete && i.naturalWidth > 0)")
+    scores = page.locator("#similar .score").all_inner_texts()
+    assert len(scores) == 12 and all(float(s) > 0 for s in scores)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "movie_page.png"), full_page=True)
+
+    # the slider re-queries similar movies with the chosen weight
+    with page.expect_response(lambda r: "visual_weight=1" in r.url and "/similar" in r.url):
+        page.eval_on_selector("#weight", "el => { el.value = 1; el.dispatchEvent(new Event('input')); }")
+    page.wait_for_selector("#weight-label:has-text('100% posters')")
+
+    # a movie without a poster shows a placeholder
+    page.goto(live_url + "/#movie/7")
+    page.wait_for_selector("#hero-poster .placeholder")
+
+    # a user's recommendations, each with its "because you liked" line
+    page.goto(live_url + "/#user/4")
+    page.wait_for_selector("#recs .card")
+    because = page.locator("#recs .because").all_inner_texts()
+    assert because and all(b.startswith("because you liked Laugh Story") for b in because)
+    page.screenshot(path=str(ARTIFACTS / "user_page.png"), full_page=True)
+
+    page.goto(live_url + "/#user/9999")
+    page.wait_for_selector("#user-note:has-text('9999')")
+    assert page.external_requests == []
+    assert [e for e in page.console_errors if "404" not in e] == []
