@@ -8,8 +8,7 @@ Never imports TensorFlow.
 """
 from .filters import MovieFilter, MovieMetadata
 from .movie_index import KINDS, Hits, IndexConfig, MovieIndex, search_exact
-from .seen import SeenItems
 from .storage import INDEX_FILE, MANIFEST_FILE, load_index, read_manifest, save_index
 
 __all__ = ["MovieFilter", "MovieMetadata", "KINDS", "Hits", "IndexConfig", "MovieIndex", "search_exact",
-           "SeenItems", "INDEX_FILE", "MANIFEST_FILE", "load_index", "read_manifest", "save_index"]
+           "INDEX_FILE", "MANIFEST_FILE", "load_index", "read_manifest", "save_index"]

@@ -105,16 +105,15 @@ def test_unknown_ids_raise(trained):
 
 
 def test_a_title_with_unseen_words_works(trained):
-    from text_model.network import towers  # noqa: F401  (tower models share the trained layers)
-
-    _, _, dataset, _, tm, _ = trained
+    _, folder, _, _, tm, _ = trained
     vocab = tm.vocab
     rows = vocab.encode_title("Zzyzx Quux Laugh")
     assert rows[0] == OOV and rows[1] == OOV and rows[2] > OOV
     cnn = tm.model.get_layer("title_cnn")
     out = np.asarray(cnn(rows[None, :], training=False))
     assert out.shape == (1, TINY.cnn_filters * len(TINY.cnn_windows)) and np.isfinite(out).all()
-    assert Vocabulary.load  # the vocabulary is saved too (vocab.json)
+    saved = Vocabulary.load(folder / "vocab.json")
+    np.testing.assert_array_equal(saved.encode_title("Zzyzx Quux Laugh"), rows)
 
 
 def test_dataset_without_demographics_trains_with_the_fc_head(tmp_path, csv_dir):

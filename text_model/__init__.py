@@ -7,7 +7,7 @@ Importing this package does not import TensorFlow: the query path (`QueryModel`,
 from .config import CONFIGS, TextModelConfig, get_config
 from .metrics import coverage, hit_rate_ndcg, mae, rmse, top_n
 from .queries import Hits, QueryModel, also_liked, recommend, similar
-from .seen import SeenItems
+from catalog import SeenItems  # noqa: F401  (re-exported)
 from .vocabulary import Vocabulary, tokenize
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from catalog import ArtifactError, ModelStore, dataset_checksum
 
 from .queries import (COLLAB, RANKING_MOVIES, RANKING_USERS, SCORING_MOVIES, SCORING_USERS, SEEN, USERS)
-from .seen import SeenItems
+from catalog import SeenItems
 
 TEST_PAIRS = "test.npz"
 CURVE = "training_curve.png"

@@ -14,7 +14,7 @@ import numpy as np
 
 from catalog import UnknownMovieError, UnknownUserError, Vectors
 
-from .seen import SeenItems
+from catalog import SeenItems
 
 COLLAB, USERS = "collab.npz", "users.npz"
 SCORING_USERS, SCORING_MOVIES = "scoring_users.npz", "scoring_movies.npz"

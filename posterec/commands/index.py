@@ -263,7 +263,8 @@ def run_export_recommendations(args) -> int:
     from tqdm import tqdm
 
     from catalog import ArtifactError, ModelStore, Vectors
-    from index import MovieIndex, SeenItems
+    from catalog import SeenItems
+    from index import MovieIndex
 
     version = ModelStore(args.home).require_current()
     users = Vectors.load(version / "scoring_users.npz")

@@ -46,6 +46,10 @@ def register(sub) -> None:
         p.add_argument("id", type=int, metavar=target)
         p.add_argument("-n", type=positive_int, default=10, help="how many results (default: 10)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
+        if name != "also-liked":
+            p.add_argument("--visual-weight", type=_weight, default=None, metavar="W",
+                           help="0 = ratings only, 1 = posters only (default: the index's weight, "
+                                "or 0 without posters)")
         p.set_defaults(func=run_query, query=name)
 
 
@@ -143,38 +147,29 @@ def run_predict(args) -> int:
     return 0
 
 
-def run_query(args) -> int:
-    from catalog import ModelStore, load_dataset
-    from text_model import QueryModel
+def _weight(text: str) -> float:
+    from .index import _weight as weight
 
-    store = ModelStore(args.home)
-    folder = store.require_current()
-    manifest = store.read_manifest(folder)
-    qm = QueryModel.load(folder)
+    return weight(text)
+
+
+def run_query(args) -> int:
+    from ..recommender import Recommender
+
+    rec = Recommender.load(args.home)
+    w = getattr(args, "visual_weight", None)
     if args.query == "similar":
-        hits = qm.similar(args.id, args.n)
+        results = rec.similar(args.id, args.n, visual_weight=w)
     elif args.query == "recommend":
-        hits = qm.recommend(args.id, args.n)
+        results = rec.recommend(args.id, args.n, visual_weight=w)
     else:
-        hits = qm.also_liked(args.id, args.n)
-    results = describe_hits(load_dataset(args.home, manifest["dataset"]), hits)
+        results = rec.also_liked(args.id, args.n)
     key = "user_id" if args.query == "recommend" else "movie_id"
     if args.json:
-        emit_json({"query": args.query, key: args.id, "n": args.n, "results": results})
+        emit_json({"query": args.query, key: args.id, "n": args.n, "model": rec.version, "results": results})
         return 0
     for k, r in enumerate(results, 1):
         year = "" if r["year"] is None else f" ({r['year']})"
-        print(f"{k:3d}. {r['score']:8.4f}  {r['movie_id']:>6}  {r['title']}{year}  [{'|'.join(r['genres'])}]")
+        because = f"  <- {r['because']['title']}" if r.get("because") else ""
+        print(f"{k:3d}. {r['score']:8.4f}  {r['movie_id']:>6}  {r['title']}{year}  [{'|'.join(r['genres'])}]{because}")
     return 0
-
-
-def describe_hits(dataset, hits) -> list[dict]:
-    movies = dataset.movies.set_index("movie_id")
-    out = []
-    for movie_id, score in zip(hits.movie_ids, hits.scores):
-        row = movies.loc[int(movie_id)] if int(movie_id) in movies.index else None
-        year = None if row is None or row["year"] is None or str(row["year"]) == "<NA>" else int(row["year"])
-        out.append({"movie_id": int(movie_id), "title": None if row is None else str(row["title"]),
-                    "year": year, "genres": [] if row is None else list(row["genres"]),
-                    "score": round(float(score), 6)})
-    return out
