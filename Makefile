@@ -7,7 +7,8 @@ SHARED ?= ../shared
 # A checkout that has ../shared beside it (the project's offline data) uses it by default.
 ifeq ($(origin DEMO_ARGS), undefined)
   ifneq ($(wildcard $(SHARED)/data/ml-100k/u.data),)
-    DEMO_ARGS := --dataset ml-100k --source $(SHARED)/data/ml-100k --posters $(SHARED)/data/posters/ml-100k
+    DEMO_ARGS := --dataset ml-100k --source $(SHARED)/data/ml-100k --posters $(SHARED)/data/posters/ml-100k \
+                 --weights $(SHARED)/weights/mobilenet_v2_1.0_224_imagenet_coral_tf2ptq_dequant_no_top.h5
   endif
 endif
 

@@ -22,7 +22,8 @@ def machine() -> dict:
         pass
     import numpy
 
-    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": numpy.__version__}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
+            "python": platform.python_version(), "numpy": numpy.__version__}
     try:
         import pandas
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,24 +25,12 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_coral_tf2ptq_dequa
 POSTERS = SHARED / "data" / "posters" / "ml-1m"
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def environment() -> dict:
     import keras
-    import numpy as np
     import tensorflow as tf
+    from common import machine
 
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2),
-            "tf": tf.__version__, "keras": keras.__version__, "numpy": np.__version__,
-            "python": platform.python_version(),
+    return {**machine(), "tf": tf.__version__, "keras": keras.__version__,
             "tf_threads": [tf.config.threading.get_intra_op_parallelism_threads(),
                            tf.config.threading.get_inter_op_parallelism_threads()]}
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,16 +31,9 @@ N_TOP = 10
 
 
 def cpu_info() -> dict:
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "loadavg_at_start": os.getloadavg()[0], "faiss_threads": faiss.omp_get_max_threads(),
-            "faiss": faiss.__version__, "numpy": np.__version__, "python": platform.python_version()}
+    from common import machine
+
+    return {**machine(), "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__}
 
 
 def clustered(n: int, dim: int, seed: int, centers: int = 1000) -> np.ndarray:

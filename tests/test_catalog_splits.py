@@ -1,7 +1,6 @@
 """Deterministic splits: random holdout, leave-last-out, cold-start movies and a pairs file."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -98,8 +98,10 @@ def run_demo(args) -> int:
     embed_args = [*(["--weights", args.weights] if args.weights else []),
                   *(["--alpha", str(args.alpha)] if args.alpha is not None else [])]
     if have:
+        same_config = ((args.weights is None or vision.get("weights") in (args.weights, str(Path(args.weights).resolve())))
+                       and (args.alpha is None or vision.get("alpha") == args.alpha))
         if vision.get("dataset") == ds and vision.get("n", -1) + len(vision.get("failed", [])) == len(have) \
-                and not embed_args:
+                and same_config:
             _say(f"embed: {vision['n']} poster embeddings are current")
         else:
             try:
