@@ -1,7 +1,7 @@
 """Hybrid quality on ml-100k with the real posters: recommend's HR@10/NDCG@10 and similar's genre
 precision@10 by visual weight, plus the cold-start comparison.
 
-    python benchmarks/hybrid_quality.py [--home DIR] [--cold-home DIR] [--shared /work/shared]
+    python benchmarks/hybrid_quality.py [--home DIR] [--cold-home DIR] [--shared ../shared]
                                         [--weights-file H5] [--visual-weights 0,0.1,0.25,0.5,1]
                                         [--skip-cold-start]
 
@@ -125,45 +125,20 @@ def evaluate_recommend(rec, held: dict[int, int], weights, train) -> dict:
         q = rec.users.get(u)
         ranked[u] = space.search(q / np.linalg.norm(q), N, exclude=rec.seen.of(u)).movie_ids
     results["fused_cosine_w=0"] = ranking_metrics(ranked, held)
-    for w in weights:
-        t0 = time.perf_counter()
-        ranked = {u: np.array([r["movie_id"] for r in rec.recommend(u, N, visual_weight=w, because=False)], np.int64)
-                  for u in held}
-        leaked = sum(int(np.isin(ranked[u], rec.seen.of(u)).any()) for u in held)
-        if leaked:
-            raise RuntimeError(f"w={w}: {leaked} users were recommended a movie they rated in training")
-        results[f"w={w:g}"] = {**ranking_metrics(ranked, held), "seconds": round(time.perf_counter() - t0, 1)}
-    return results
-
-
-def evaluate_score_blend(rec, held: dict[int, int], weights) -> dict:
-    """Diagnostic, not the shipped `recommend`: a score blend that keeps the rating model's ranking,
-    ``(1-w) z(ranking score) + w z(cos(visual taste, poster))`` with per-user z-scores over the
-    unseen candidates (a movie without a poster gets the mean visual score)."""
-    from fusion import user_taste
-
-    ru, rm = rec.ranking
-    mids = rm.ids
-    has = np.isin(mids, rec.visual.ids)
-    poster = np.zeros((len(mids), rec.visual.dim), np.float32)
-    poster[has] = rec.visual.values[rec.visual.rows_of(mids[has])]
-    ranked = {w: {} for w in weights}
-    for u in held:
-        s = rm.values @ ru.get(u)
-        liked, ratings = rec.liked(u)
-        taste = user_taste(np.full(len(liked), u), liked, ratings, rec.visual, threshold=0.0)
-        v = poster @ taste.get(u) if u in taste else np.zeros(len(mids), np.float32)
-        cand = ~np.isin(mids, rec.seen.of(u))
-        v = np.where(has, v, v[has & cand].mean() if (has & cand).any() else 0.0)
-
-        def z(x):
-            return (x - x[cand].mean()) / (x[cand].std() + 1e-9)
-
-        zs, zv = z(s), z(v)
+    for hybrid in ("rerank", "fused"):
         for w in weights:
-            score = np.where(cand, (1 - w) * zs + w * zv, -np.inf)
-            ranked[w][u] = mids[np.argsort(-score, kind="stable")[:N]]
-    return {f"blend w={w:g}": ranking_metrics(ranked[w], held) for w in weights}
+            if hybrid == "fused" and w == 0:
+                continue  # weight 0 is the rating model's ranking whatever the strategy
+            t0 = time.perf_counter()
+            ranked = {u: np.array([r["movie_id"] for r in rec.recommend(u, N, visual_weight=w, because=False,
+                                                                        hybrid=hybrid)], np.int64)
+                      for u in held}
+            leaked = sum(int(np.isin(ranked[u], rec.seen.of(u)).any()) for u in held)
+            if leaked:
+                raise RuntimeError(f"w={w}: {leaked} users were recommended a movie they rated in training")
+            key = f"w={w:g}" if hybrid == "rerank" else f"fused w={w:g}"
+            results[key] = {**ranking_metrics(ranked, held), "seconds": round(time.perf_counter() - t0, 1)}
+    return results
 
 
 # -- similar -----------------------------------------------------------------------------------
@@ -235,13 +210,14 @@ def table(rec_res: dict, sim_res: dict, weights) -> str:
     lines = ["| method | HR@10 | NDCG@10 | genre precision@10 of similar |", "|---|---|---|---|"]
     for w in weights:
         k = f"w={w:g}"
-        lines.append(f"| visual weight {w:g} | {rec_res[k]['hr@10']:.4f} | {rec_res[k]['ndcg@10']:.4f} | "
+        lines.append(f"| visual weight {w:g} (recommend: rerank) | {rec_res[k]['hr@10']:.4f} | {rec_res[k]['ndcg@10']:.4f} | "
                      f"{sim_res[k]['precision@10']:.4f} |")
     c = rec_res["fused_cosine_w=0"]
     lines.append(f"| fused path at weight 0 (user·movie cosine, diagnostic) | {c['hr@10']:.4f} | {c['ndcg@10']:.4f} | – |")
     for w in weights:
-        b = rec_res[f"blend w={w:g}"]
-        lines.append(f"| score blend at weight {w:g} (diagnostic) | {b['hr@10']:.4f} | {b['ndcg@10']:.4f} | – |")
+        if f"fused w={w:g}" in rec_res:
+            b = rec_res[f"fused w={w:g}"]
+            lines.append(f"| recommend hybrid=\"fused\" at weight {w:g} | {b['hr@10']:.4f} | {b['ndcg@10']:.4f} | – |")
     p = rec_res["most_popular"]
     lines.append(f"| most popular (recommend) / 10 most-rated (similar) | {p['hr@10']:.4f} | {p['ndcg@10']:.4f} | "
                  f"{sim_res['most_rated']['precision@10']:.4f} |")
@@ -257,7 +233,7 @@ def main() -> int:
                         help="home trained on leave-last-out (made or reused; default: %(default)s)")
     parser.add_argument("--cold-home", type=Path, default=tmp / "cold-start-10",
                         help="home trained on cold-start-10 (made or reused; default: %(default)s)")
-    parser.add_argument("--shared", type=Path, default=Path("/work/shared"))
+    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared")
     parser.add_argument("--weights-file", type=Path, default=None, help=f"MobileNetV2 .h5 (default: SHARED/{WEIGHTS_H5})")
     parser.add_argument("--visual-weights", default="0,0.1,0.25,0.5,1", help="comma separated (default: %(default)s)")
     parser.add_argument("--skip-cold-start", action="store_true")
@@ -288,7 +264,6 @@ def main() -> int:
           f"collab {len(rec.collab)}, visual {len(rec.visual)} movies; served index weight "
           f"{rec.default_visual_weight}", flush=True)
     rec_res = evaluate_recommend(rec, held, weights, split.train)
-    rec_res.update(evaluate_score_blend(rec, held, weights))
     for k, v in rec_res.items():
         print(f"recommend {k:12}: HR@10 {v['hr@10']:.4f}  NDCG@10 {v['ndcg@10']:.4f}", flush=True)
     sim_res = evaluate_similar(rec, weights, dataset.movies)
@@ -297,9 +272,7 @@ def main() -> int:
             print(f"similar {k:16}: genre precision@10 {v['precision@10']:.4f}", flush=True)
     cold = None
     if not args.skip_cold_start:
-        if (args.cold_home / "cache").exists() or not (args.home / "cache").exists():
-            pass
-        else:
+        if (args.home / "cache").exists() and not (args.cold_home / "cache").exists():
             args.cold_home.mkdir(parents=True, exist_ok=True)
             (args.cold_home / "cache").symlink_to((args.home / "cache").resolve())  # reuse embeddings
         prepare(args.cold_home, "cold-start-10", args.shared, weights_file, build_index=False)

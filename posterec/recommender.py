@@ -14,10 +14,9 @@ Spaces, by visual weight ``w`` (0 = ratings only, 1 = posters only):
   movie with only one block keeps it, renormalised, so a movie with no ratings is still found by
   its poster and one with no poster by its ratings. The model version's own index (built by
   ``build-index`` at its weight) is used as is; other weights are fused on first use and cached.
-- ``recommend``: at ``w = 0`` the rating model's own ranking (an inner-product search over the
-  ranking vectors, which encode predicted rating plus popularity); above 0 the fused user vector
-  (the user's collaborative vector and visual taste, `fusion.user_queries`) searched in the fused
-  space of weight ``w``.
+- ``recommend``: at ``w = 0`` (its default) the rating model's own ranking (an inner-product search
+  over the ranking vectors, which encode predicted rating plus popularity); above 0 the model's top
+  candidates re-ranked with the user's visual taste (see `Recommender.recommend`).
 """
 from __future__ import annotations
 
@@ -36,9 +35,11 @@ COLD = "collab_cold.npz"
 RANKING = ("ranking_users.npz", "ranking_movies.npz")
 SCORING = ("scoring_users.npz", "scoring_movies.npz")
 SEEN = "seen.npz"
-DEFAULT_VISUAL_WEIGHT = 0.25
+from .commands.index import DEFAULT_VISUAL_WEIGHT  # noqa: E402  (similar's default)
 MAX_N = 1000
 LIKED_MIN_RATING = 4.0
+RERANK_POOL = 200          # rating-model candidates a hybrid recommendation re-ranks
+DEFAULT_RECOMMEND_WEIGHT = 0.0  # chosen from benchmarks/hybrid_quality.py (see benchmarks/README.md)
 
 
 def _weight(visual_weight) -> float:
@@ -81,6 +82,7 @@ class Recommender:
         fusion = manifest.get("fusion") or {}
         self.default_visual_weight = float((fusion.get("weights") or {}).get("visual", DEFAULT_VISUAL_WEIGHT)) \
             if self.has_posters else 0.0
+        self.default_recommend_weight = DEFAULT_RECOMMEND_WEIGHT
         self._lock = threading.Lock()
         self._spaces: OrderedDict[float, object] = OrderedDict()
         if fused_index is not None and fused_weight is not None:
@@ -276,29 +278,63 @@ class Recommender:
         top = mine[mine["rating"] >= min(LIKED_MIN_RATING, float(mine["rating"].max()))]
         return top["movie_id"].to_numpy(np.int64), top["rating"].to_numpy(np.float32)
 
-    def recommend(self, user_id, n: int = 10, visual_weight=None, because: bool = True) -> list[dict]:
-        """The ``n`` unseen movies best for ``user_id``; each with the liked movie nearest to it."""
+    def recommend(self, user_id, n: int = 10, visual_weight=None, because: bool = True,
+                  hybrid: str = "rerank") -> list[dict]:
+        """The ``n`` unseen movies best for ``user_id``; each with the liked movie nearest to it.
+
+        ``visual_weight`` 0 is the rating model's own ranking. Above 0, ``hybrid="rerank"`` (the
+        default) takes the model's top candidates and blends their standardised ranking score with
+        the standardised cosine between each poster and the user's visual taste;
+        ``hybrid="fused"`` searches the fused space with the fused user vector instead (measured
+        worse: see benchmarks/README.md, "Hybrid quality").
+        """
         user_id, n = int(user_id), _n(n)
         if self.ranking is None or user_id not in self.ranking[0]:
             raise UnknownUserError(f"user {user_id} is not known to model {self.version}")
-        w = self._resolve_weight(visual_weight)
+        if hybrid not in ("rerank", "fused"):
+            raise ValueError(f"hybrid must be 'rerank' or 'fused', got {hybrid!r}")
+        w = self._resolve_weight(self.default_recommend_weight if visual_weight is None else visual_weight)
         seen = self._seen_of(user_id)
+        space = self._space(w) if because else None
         if w == 0.0 or self.users is None:
             hits = self._ranking_index.search(self.ranking[0].get(user_id), n, exclude=seen)
-            space = self._space(0.0) if because else None
+            ids, scores = hits.movie_ids, hits.scores
         else:
             from fusion import user_queries, user_taste
 
-            space = self._space(w)
             liked, ratings = self.liked(user_id)
             taste = user_taste(np.full(len(liked), user_id), liked, ratings, self.visual, threshold=0.0)
-            blocks = {"collaborative": self.users.subset([user_id])}
-            query = user_queries(blocks["collaborative"], taste, {"collaborative": 1.0 - w, "visual": w})
-            hits = space.search(query.values[0], n, exclude=seen)
-        out = self._described(hits.movie_ids, hits.scores)
+            if hybrid == "fused":
+                query = user_queries(self.users.subset([user_id]), taste, {"collaborative": 1.0 - w, "visual": w})
+                hits = self._space(w).search(query.values[0], n, exclude=seen)
+                ids, scores = hits.movie_ids, hits.scores
+            else:
+                ids, scores = self._rerank(user_id, n, w, seen, taste)
+        out = self._described(ids, scores)
         if because:
             self._add_because(user_id, out, space)
         return out
+
+    def _rerank(self, user_id: int, n: int, w: float, seen, taste: Vectors):
+        """Top rating-model candidates re-ranked by (1-w) z(ranking score) + w z(poster taste)."""
+        k = min(len(self.ranking[1]), max(RERANK_POOL, 20 * n))
+        cand = self._ranking_index.search(self.ranking[0].get(user_id), k, exclude=seen)
+        if user_id not in taste or not len(cand.movie_ids):
+            return cand.movie_ids[:n], cand.scores[:n]
+        has = np.array([m in self.visual for m in cand.movie_ids])
+        cos = np.zeros(len(cand.movie_ids), np.float64)
+        if has.any():
+            cos[has] = self.visual.subset(cand.movie_ids[has]).values @ taste.get(user_id)
+            cos[~has] = cos[has].mean()  # no poster: neither pushed up nor down
+
+        def z(x):
+            x = np.asarray(x, np.float64)
+            sd = x.std()
+            return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+        blended = (1.0 - w) * z(cand.scores) + w * z(cos)
+        order = np.argsort(-blended, kind="stable")[:n]
+        return cand.movie_ids[order], blended[order].astype(np.float32)
 
     def _add_because(self, user_id: int, results: list[dict], space) -> None:
         """Each result gets the highly-rated movie of the user that is nearest to it."""

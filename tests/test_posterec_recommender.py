@@ -75,8 +75,8 @@ def test_recommend_returns_unseen_liked_genre(home, planted_data):
     ratings = planted_data[0]
     rec = Recommender.load(home)
     seen = {m for u, m, *_ in ratings if u == 4}
-    for w in (0.0, 0.5):
-        hits = rec.recommend(4, 5, visual_weight=w)
+    for w, hybrid in ((0.0, "rerank"), (0.5, "rerank"), (1.0, "rerank"), (0.5, "fused")):
+        hits = rec.recommend(4, 5, visual_weight=w, hybrid=hybrid)
         ids = {h["movie_id"] for h in hits}
         assert ids and ids <= COMEDY - seen
         assert all(h["because"]["movie_id"] in COMEDY for h in hits)

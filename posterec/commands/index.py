@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..output import emit_json, positive_int
 
-DEFAULT_VISUAL_WEIGHT = 0.25  # provisional: see benchmarks/README.md "Index and fusion"
+DEFAULT_VISUAL_WEIGHT = 0.25  # for similar; chosen in benchmarks/README.md "Hybrid quality"
 BLOCK_FILES = {"collaborative": "collab.npz", "visual": "visual.npz", "fused": "fused.npz"}
 BATCH = 256
 COLD_FILE = "collab_cold.npz"  # estimated collaborative vectors of poster-only movies
