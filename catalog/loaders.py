@@ -147,53 +147,80 @@ def _diagnose_ratings(path: Path, sep: str, encoding: str, header: bool) -> str:
     return f"{path.name}: could not be parsed"
 
 
-def _count_lines(source) -> int:
-    n = 1  # a last line without a newline
-    if isinstance(source, io.BytesIO):
-        return source.getbuffer().tobytes().count(b"\n") + n
-    with open(source, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            n += block.count(b"\n")
-    return n
+class _ByteRange(io.RawIOBase):
+    """A read-only view of ``length`` bytes of an open binary file, from where it stands."""
+
+    def __init__(self, fh, length: int):
+        self._fh, self._left = fh, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._left <= 0:
+            return 0
+        n = self._fh.readinto(memoryview(buffer)[: min(len(buffer), self._left)])
+        self._left -= n
+        return n
+
+
+def _line_ranges(fh, size: int, part_bytes: int, header: bool) -> list[tuple[int, int]]:
+    """Split a file into byte ranges of about ``part_bytes`` that start at line starts."""
+    fh.seek(0)
+    if header:
+        fh.readline()
+    start = fh.tell()
+    parts = max(1, -(-(size - start) // part_bytes))
+    bounds = [start]
+    for k in range(1, parts):
+        fh.seek(start + (size - start) * k // parts)
+        fh.readline()
+        bounds.append(max(fh.tell(), bounds[-1]))
+    bounds.append(size)
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
 def read_ratings(path: Path, sep: str, encoding: str = "latin-1", header: bool = False,
-                 chunk_rows: int = 1_000_000) -> pd.DataFrame:
+                 part_bytes: int = 80 << 20) -> pd.DataFrame:
     """Ratings in compact dtypes, with ``DatasetError`` naming the first bad line.
 
-    The file is parsed in chunks by pandas' C parser straight into the final dtypes, and the
-    chunks are copied into arrays allocated once (sized by a newline count), so the peak memory
-    is about the final frame plus one chunk (see benchmarks/load_ratings.py).
+    The file is cut into byte ranges of about 80 MiB at line boundaries; pandas' C parser reads
+    each straight into the final dtypes, and the rows are copied into arrays allocated once.
+    The arrays are sized by an upper bound (a rating line has at least 8 bytes); pages never
+    written are never resident. So the peak memory is about the final frame plus one part, at
+    the parser's full speed (see benchmarks/load_ratings.py).
     """
     if len(sep) == 1:
-        source = path
+        fh = open(path, "rb")
     else:  # '::' -> a byte the file cannot contain, so the C parser can do the work
         raw = path.read_bytes()
         if b"\x1f" in raw:
             raise DatasetError(f"{path.name}: contains control byte 0x1f")
-        source = io.BytesIO(raw.replace(sep.encode(), b"\x1f"))
+        fh = io.BytesIO(raw.replace(sep.encode(), b"\x1f"))
         del raw
-    capacity = _count_lines(source)
-    cols = {name: np.empty(capacity, dtype=dtype) for name, dtype in RATING_DTYPES.items()}
-    filled = 0
     try:
-        # Parsing with inferred dtypes and casting each chunk is faster than asking the C
-        # parser for int32/float32 directly; the kind check below catches what a cast would hide.
-        reader = pd.read_csv(
-            source, sep=sep if len(sep) == 1 else "\x1f", header=None, names=list(RATING_DTYPES),
-            skiprows=1 if header else 0, encoding=encoding, engine="c",
-            quoting=csv.QUOTE_NONE, chunksize=chunk_rows,
-        )
-        for chunk in reader:
-            k = len(chunk)
-            for name, arr in cols.items():
-                values = chunk[name].to_numpy()
-                if values.dtype.kind not in ("iu" if name != "rating" else "iuf"):
-                    raise ValueError(f"column {name} is {values.dtype}")
-                arr[filled:filled + k] = values
-            filled += k
-    except (ValueError, TypeError, pd.errors.ParserError, UnicodeDecodeError, OverflowError):
-        raise DatasetError(_diagnose_ratings(path, sep, encoding, header)) from None
+        size = fh.seek(0, io.SEEK_END)
+        capacity = size // 8 + 1
+        cols = {name: np.empty(capacity, dtype=dtype) for name, dtype in RATING_DTYPES.items()}
+        filled = 0
+        try:
+            for start, end in _line_ranges(fh, size, part_bytes, header):
+                fh.seek(start)
+                part = pd.read_csv(
+                    io.BufferedReader(_ByteRange(fh, end - start), 1 << 20),
+                    sep=sep if len(sep) == 1 else "\x1f", header=None, names=list(RATING_DTYPES),
+                    dtype=RATING_DTYPES, encoding=encoding, engine="c", quoting=csv.QUOTE_NONE,
+                )
+                k = len(part)
+                for name, arr in cols.items():
+                    arr[filled:filled + k] = part[name].to_numpy()
+                filled += k
+                del part
+        except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError,
+                UnicodeDecodeError, OverflowError):
+            raise DatasetError(_diagnose_ratings(path, sep, encoding, header)) from None
+    finally:
+        fh.close()
     frame = pd.DataFrame({name: arr[:filled] for name, arr in cols.items()}, copy=False)
     r = frame["rating"].to_numpy()
     if filled and (np.isnan(r).any() or r.min() <= 0.0 or r.max() > 5.0):

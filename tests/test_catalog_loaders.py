@@ -103,3 +103,25 @@ def test_real_ml1m_movies_and_users_parse():
     from catalog.loaders import load_ml1m
     with pytest.raises(DatasetError, match="ratings.dat: missing"):
         load_ml1m(root)
+
+
+@pytest.mark.parametrize("fixture,fname,sep,header", [
+    ("ml100k_dir", "u.data", "\t", False), ("ml1m_dir", "ratings.dat", "::", False), ("csv_dir", "ratings.csv", ",", True),
+])
+def test_ratings_read_in_parts_equal_one_part(request, fixture, fname, sep, header):
+    from catalog.loaders import read_ratings
+
+    path = request.getfixturevalue(fixture) / fname
+    enc = "utf-8" if header else "latin-1"
+    whole = read_ratings(path, sep, enc, header)
+    parts = read_ratings(path, sep, enc, header, part_bytes=997)  # many parts, cut mid-line
+    assert len(parts) == len(whole) > 1000
+    for col in whole.columns:
+        np.testing.assert_array_equal(parts[col].to_numpy(), whole[col].to_numpy())
+        assert parts[col].dtype == whole[col].dtype
+    # a bad line in a later part is still found and named
+    lines = path.read_text(encoding=enc).splitlines()
+    lines[-3] = sep.join(["5", "6", "oops", "881250949"])
+    path.write_text("\n".join(lines) + "\n", encoding=enc)
+    with pytest.raises(DatasetError, match=f"{fname} line {len(lines) - 2}: rating 'oops' is not a number"):
+        read_ratings(path, sep, enc, header, part_bytes=997)

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from catalog import Vectors
-from fusion import ColdStartMap, evaluate_cold_start, evaluate_ranking, genre_vectors, stack_features
+from fusion import (ColdStartMap, evaluate_cold_start, evaluate_ranking, genre_vectors, select_alpha, stack_features,
+                    year_vectors)
+from fusion.cold_start import ALPHAS
 
 
 def planted(n=400, f=12, d=6, seed=0):
@@ -78,3 +80,45 @@ def test_cold_start_evaluation_beats_random_when_posters_carry_taste():
     assert out["mapping"]["users"] == 20
     assert out["mapping"]["auc"] > 0.85 > out["genre_only"]["auc"]
     assert out["mapping"]["ndcg@10"] > out["random"]["ndcg@10"]
+
+
+def test_select_alpha_prefers_shrinkage_on_noise_and_little_on_clean_signal():
+    x, y, _, _ = planted(n=200, f=12, d=6)
+    clean, errors = select_alpha(x, y, alphas=(0.01, 100.0, 1e5))
+    assert clean == 0.01 and set(errors) == {0.01, 100.0, 1e5}
+    noise = Vectors(y.ids, np.random.default_rng(1).normal(size=(200, 6)))  # features explain nothing
+    assert select_alpha(x, noise, alphas=(0.01, 100.0, 1e5))[0] == 1e5
+    users = Vectors(np.arange(1, 4), np.ones((3, 6)))
+    assert select_alpha(x, y, users, alphas=(0.01, 1e5))[0] == 0.01
+    with pytest.raises(ValueError, match="need 10"):
+        select_alpha(x.subset(x.ids[:5]), y)
+    with pytest.raises(ValueError, match="dimension 2"):
+        select_alpha(x, y, Vectors(np.arange(1, 4), np.ones((3, 2))))
+
+
+def test_year_vectors_bins_and_unknown():
+    v = year_vectors({1: 1950, 2: 1990, 3: None, 4: 1995, 5: float("nan")}, n_bins=2)
+    assert v.dim == 3  # 2 bins + unknown
+    rows = v.values
+    assert rows.sum(axis=1).tolist() == [1, 1, 1, 1, 1]
+    assert rows[2, -1] == 1 and rows[4, -1] == 1 and rows[0, 0] == 1 and rows[3, 1] == 1
+    with pytest.raises(ValueError, match="n_bins"):
+        year_vectors({1: 1990}, n_bins=0)
+
+
+def test_cold_start_ranks_same_candidates_and_labels_the_oracle():
+    """Genre-only may cover more held-out movies than the poster features; all methods rank the same ones."""
+    rng = np.random.default_rng(5)
+    ids = np.arange(1, 101)
+    collab = Vectors(ids, rng.normal(size=(100, 3)))
+    visual = Vectors(ids[:-5], rng.normal(size=(95, 4)))  # the last 5 movies have no poster
+    genres = genre_vectors({int(i): ("Comedy",) if i % 2 else ("Horror",) for i in ids})
+    users = Vectors(np.arange(1, 6), rng.normal(size=(5, 3)))
+    held = ids[80:]
+    tu = np.repeat(np.arange(1, 6), 20)
+    tm = np.tile(held, 5)
+    tr = rng.choice([1.0, 5.0], size=len(tm))
+    out = evaluate_cold_start(users, collab, stack_features(visual, genres), genres, held, tu, tm, tr, n=5)
+    assert {"mapping", "genre_only", "random", "popularity_oracle"} <= set(out)
+    assert {m["candidates"] for m in out.values()} == {15}
+    assert out["mapping"]["alpha"] in ALPHAS

@@ -72,10 +72,14 @@ class TextCNN(layers.Layer):
         self.built = True
 
     def call(self, tokens, training=None):
-        x = self.embedding(tokens)
+        import tensorflow as tf  # row-wise unique: no keras.ops equivalent
+
+        # a batch repeats popular titles many times: convolve each distinct title once
+        unique, where = tf.raw_ops.UniqueV2(x=ops.cast(tokens, "int32"), axis=[0], out_idx="int32")
+        x = self.embedding(unique)
         pooled = [self.pool(conv(x)) for conv in self.convs]
         out = ops.concatenate(pooled, axis=-1) if len(pooled) > 1 else pooled[0]
-        return self.drop(out, training=training)
+        return ops.take(self.drop(out, training=training), where, axis=0)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.filters * len(self.windows))
@@ -173,8 +177,12 @@ class ImplicitPool(layers.Layer):
         self.weights_.assign(1.0 / np.sqrt(np.maximum(counts[rows], 1.0)))
 
     def call(self, index):
-        contrib = ops.take(self.embeddings, self.cols, axis=0) * self.weights_[:, None]
-        pooled = ops.segment_sum(contrib, self.rows, num_segments=self.n_rows)
+        import tensorflow as tf  # a sparse x dense product: no keras.ops equivalent
+
+        # far cheaper than gather + segment_sum, whose gradient is an nnz-row IndexedSlices
+        indices = tf.stack([tf.cast(self.rows, "int64"), tf.cast(self.cols, "int64")], axis=1)
+        matrix = tf.SparseTensor(indices, tf.convert_to_tensor(self.weights_), (self.n_rows, self.n_cols))
+        pooled = tf.sparse.sparse_dense_matmul(matrix, self.embeddings)
         return ops.take(pooled, ops.cast(index, "int32"), axis=0)
 
     def compute_output_shape(self, input_shape):

@@ -110,11 +110,12 @@ def input_checksums(version: Path) -> dict:
 
 
 def _cold_start(blocks: dict, movies) -> tuple[dict, dict]:
-    """Estimate collaborative vectors of poster-only movies (visual + genre one-hot -> collab)."""
+    """Estimate collaborative vectors of poster-only movies (visual + genre one-hot + year bins ->
+    collab), ridge alpha chosen by 5-fold validation on the movies that have both blocks."""
     import numpy as np
 
     from catalog import Vectors
-    from fusion import ColdStartMap, genre_vectors, stack_features
+    from fusion import ColdStartMap, genre_vectors, select_alpha, stack_features, year_vectors
 
     collab, visual = blocks["collaborative"], blocks["visual"]
     poster_only = np.setdiff1d(visual.ids, collab.ids)
@@ -123,12 +124,22 @@ def _cold_start(blocks: dict, movies) -> tuple[dict, dict]:
         return blocks, info
     features = visual
     if movies is not None:
-        genres = {int(m): tuple(g) for m, g in zip(movies["movie_id"], movies["genres"])}
+        ids = movies["movie_id"].to_numpy()
+        genres = {int(m): tuple(g) for m, g in zip(ids, movies["genres"])}
         vocabulary = sorted({g for gs in genres.values() for g in gs})
-        with_genres = stack_features(visual, genre_vectors(genres, vocabulary))
-        if len(np.setdiff1d(poster_only, with_genres.ids)) == 0:
-            features, info["features"] = with_genres, ["visual", "genres"]
-    mapping = ColdStartMap(alpha=1.0).fit(features, collab)
+        extra, names = [genre_vectors(genres, vocabulary)], ["genres"]
+        if "year" in movies:
+            extra.append(year_vectors({int(m): (None if y != y else float(y))
+                                       for m, y in zip(ids, movies["year"].astype("float64"))}))
+            names.append("year")
+        with_metadata = stack_features(visual, *extra)
+        if len(np.setdiff1d(poster_only, with_metadata.ids)) == 0:
+            features, info["features"] = with_metadata, ["visual", *names]
+    try:
+        alpha, _ = select_alpha(features, collab)
+    except ValueError:  # too few movies with both blocks for 5-fold validation
+        alpha = 1.0
+    mapping = ColdStartMap(alpha=alpha).fit(features, collab)
     estimate = mapping.predict(features.subset(poster_only))
     merged = Vectors(np.concatenate([collab.ids, estimate.ids]), np.vstack([collab.values, estimate.values]))
     info.update(estimated=int(len(poster_only)), fit_on=mapping.n_fit, alpha=mapping.alpha)
