@@ -281,8 +281,9 @@ def main() -> int:
     print(table(rec_res, sim_res, weights))
     if cold:
         print("\n| cold start (cold-start-10) | users | HR@10 | NDCG@10 | AUC |\n|---|---|---|---|---|")
-        for method in ("mapping", "genre_only", "popularity", "random"):
-            c = cold.get(method) or {}
+        for method, c in cold.items():
+            if not isinstance(c, dict):
+                continue
             if c.get("users"):
                 print(f"| {method} | {c['users']} | {c['hr@10']:.4f} | {c['ndcg@10']:.4f} | {c['auc']:.4f} |")
     elapsed = time.perf_counter() - t_start

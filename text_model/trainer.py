@@ -177,6 +177,9 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
                                                          staircase=True)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], run_eagerly=run_eagerly)
+    # Adam's slots now, not inside the first traced step: creating variables there makes
+    # tf.function trace the whole training step twice (seconds)
+    model.optimizer.build(model.trainable_variables)
 
     def pipeline(mask, shuffle):
         ds = tf.data.Dataset.from_tensor_slices(({"user": users[mask], "movie": movies[mask]}, y[mask]))
