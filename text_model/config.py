@@ -40,7 +40,7 @@ class TextModelConfig:
     # training
     learning_rate: float = 6e-3
     lr_decay: float = 0.7            # learning rate multiplied by this each epoch
-    batch_size: int = 2048
+    batch_size: int = 1024
     epochs: int = 30
     validation_fraction: float = 0.05
     early_stopping_patience: int = 1  # 0: no early stopping (the best epoch's weights are kept)

@@ -156,7 +156,7 @@ class ImplicitPool(layers.Layer):
 
     For a user the neighbours are the movies they rated in training (for a movie, the users who
     rated it). The sparse neighbourhood is stored as constant (row, col, weight) arrays, saved
-    with the model; each call pools all rows at once (cheap: one gather and a segment sum).
+    with the model; each call pools all rows at once (cheap: one sparse x dense product).
     """
 
     def __init__(self, n_rows: int, n_cols: int, nnz: int, dim: int, l2: float = 0.0, **kwargs):

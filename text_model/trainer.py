@@ -182,10 +182,18 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     model.optimizer.build(model.trainable_variables)
 
     def pipeline(mask, shuffle):
-        ds = tf.data.Dataset.from_tensor_slices(({"user": users[mask], "movie": movies[mask]}, y[mask]))
+        # shuffle and batch row positions, then gather each batch at once: several times
+        # cheaper per epoch than shuffling and batching (user, movie, rating) elements one by one
+        u, m, r = (tf.constant(a[mask]) for a in (users, movies, y))
+        ds = tf.data.Dataset.range(int(mask.sum()))
         if shuffle:
             ds = ds.shuffle(int(mask.sum()), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(config.batch_size).prefetch(tf.data.AUTOTUNE)
+
+        @tf.autograph.experimental.do_not_convert
+        def gather(rows):
+            return {"user": tf.gather(u, rows), "movie": tf.gather(m, rows)}, tf.gather(r, rows)
+
+        return ds.batch(config.batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
     callbacks, val = [], None
     if is_val.any():
