@@ -18,7 +18,7 @@ precision@10 by visual weight, plus the cold-start comparison.
 4. similar: genre precision@10 (share of the 10 neighbours sharing >= 1 genre with the query)
    over every movie with vectors, per weight, against a random draw, the genre-frequency
    expectation (what any genre-blind method scores on average) and the 10 most-rated movies.
-5. cold start: ``benchmarks/index.py``'s `cold_start` on ``--cold-home`` trained with
+5. cold start: ``benchmarks/index_search.py``'s `cold_start` on ``--cold-home`` trained with
    ``--split cold-start-10`` (ridge map from poster + genres vs genre-only vs popularity/random).
 
 Appends a JSON line to benchmarks/results/hybrid_quality.jsonl.
@@ -176,12 +176,12 @@ def evaluate_similar(rec, weights, movies) -> dict:
 
 # -- cold start --------------------------------------------------------------------------------
 def evaluate_cold_start(home: Path) -> dict:
-    """``benchmarks/index.py --cold-start HOME``'s evaluation, without its own results file."""
-    spec = importlib.util.spec_from_file_location("bench_index", HERE / "index.py")
+    """``benchmarks/index_search.py --cold-start HOME``'s evaluation, without its own results file."""
+    spec = importlib.util.spec_from_file_location("bench_index", HERE / "index_search.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "cold_start"):
-        return {"skipped": "benchmarks/index.py has no cold_start evaluation"}
+        return {"skipped": "benchmarks/index_search.py has no cold_start evaluation"}
     return module.cold_start(home)
 
 

@@ -61,6 +61,22 @@ def _load_optional(folder: Path, name: str) -> Vectors | None:
     return Vectors.load(path) if path.exists() else None
 
 
+class _Space:
+    """A FAISS index with the vectors it holds, for O(1) membership and row lookups."""
+
+    def __init__(self, index, vectors: Vectors):
+        self.index, self._vectors = index, vectors
+
+    def __contains__(self, movie_id) -> bool:
+        return movie_id in self._vectors
+
+    def search(self, *args, **kwargs):
+        return self.index.search(*args, **kwargs)
+
+    def vectors(self, ids) -> Vectors:
+        return self._vectors.subset(ids)
+
+
 class Recommender:
     """Queries over one model version. Thread-safe for reads; build with `Recommender.load`."""
 
@@ -86,7 +102,7 @@ class Recommender:
         self._lock = threading.Lock()
         self._spaces: OrderedDict[float, object] = OrderedDict()
         if fused_index is not None and fused_weight is not None:
-            self._spaces[round(float(fused_weight), 2)] = fused_index
+            self._spaces[round(float(fused_weight), 2)] = _Space(fused_index, fused_index.vectors())
         self._visual_index = MovieIndex.build(visual) if self.has_posters else None
         self._ranking_index = MovieIndex.build(ranking[1], normalize=False) if ranking is not None else None
         self._ratings = None
@@ -95,6 +111,15 @@ class Recommender:
             ids, counts = np.unique(seen.movie_ids, return_counts=True)
             self._popularity = dict(zip(ids.tolist(), counts.tolist()))
         self._poster_dir = self.home / "posters" / self.dataset
+        with_poster = set()
+        if self._poster_dir.is_dir():
+            with_poster = {int(p.stem) for p in self._poster_dir.iterdir()
+                           if p.stem.isdigit() and p.suffix in (".jpg", ".png")}
+        self._info = {
+            int(m): {"movie_id": int(m), "title": str(t), "year": None if pd.isna(y) else int(y),
+                     "genres": list(g), "has_poster": int(m) in with_poster}
+            for m, t, y, g in zip(self.movies["movie_id"], self.movies["title"], self.movies["year"], self.movies["genres"])
+        }
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
@@ -154,16 +179,8 @@ class Recommender:
         return None
 
     def movie(self, movie_id) -> dict:
-        row = self.movies.iloc[self._row[self._require_movie(movie_id)]]
-        year = row["year"]
-        movie_id = int(row["movie_id"])
-        return {
-            "movie_id": movie_id, "title": str(row["title"]),
-            "year": None if pd.isna(year) else int(year),
-            "genres": list(row["genres"]),
-            "has_poster": self.poster_path(movie_id) is not None,
-            "ratings": self._popularity.get(movie_id, 0),
-        }
+        movie_id = self._require_movie(movie_id)
+        return {**self._info[movie_id], "ratings": self._popularity.get(movie_id, 0)}
 
     def _described(self, ids, scores) -> list[dict]:
         out = []
@@ -220,7 +237,8 @@ class Recommender:
             blocks["collaborative"], weights["collaborative"] = self.collab, 1.0 - key
         if self.visual is not None:
             blocks["visual"], weights["visual"] = self.visual, key
-        space = MovieIndex.build(fuse(blocks, weights))
+        fused = fuse(blocks, weights)
+        space = _Space(MovieIndex.build(fused), fused)
         with self._lock:
             self._spaces[key] = space
             while len(self._spaces) > 4:

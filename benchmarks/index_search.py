@@ -1,7 +1,7 @@
 """MovieIndex (FAISS) vs numpy brute force, approximate indexes at 1M, rebuild and cold-load time.
 
-    /work/venv/bin/python benchmarks/index.py                 # full run (a few minutes on 2 cores)
-    /work/venv/bin/python benchmarks/index.py --quick         # 4k and 100k only, no 1M
+    /work/venv/bin/python benchmarks/index_search.py                 # full run (a few minutes on 2 cores)
+    /work/venv/bin/python benchmarks/index_search.py --quick         # 4k and 100k only, no 1M
 
 Prints medians and ratios with the CPU, thread count and library versions, and appends one JSON
 line to benchmarks/results/index.jsonl. Data are synthetic and clustered (a mixture of Gaussians,
