@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from .arrays import load_npz, save_npz
 from .errors import ArtifactError
 
 
@@ -60,23 +59,13 @@ class SeenItems:
         return self.movie_ids[self.indptr[k]:self.indptr[k + 1]]
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, user_ids=self.user_ids, indptr=self.indptr, movie_ids=self.movie_ids)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(path, user_ids=self.user_ids, indptr=self.indptr, movie_ids=self.movie_ids)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SeenItems":
-        path = Path(path)
-        if not path.exists():
-            raise ArtifactError(f"{path}: missing; train a model with `posterec train`")
+        data = load_npz(path, ("user_ids", "indptr", "movie_ids"), "seen-items file",
+                        "train a model with `posterec train`")
         try:
-            with np.load(path, allow_pickle=False) as d:
-                return cls(d["user_ids"], d["indptr"], d["movie_ids"])
-        except (OSError, ValueError, KeyError) as exc:
+            return cls(data["user_ids"], data["indptr"], data["movie_ids"])
+        except ValueError as exc:
             raise ArtifactError(f"{path}: not a valid seen-items file ({exc})") from None

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from .arrays import load_npz, save_npz
 from .errors import ArtifactError, UnknownMovieError
 
 
@@ -73,24 +72,12 @@ class Vectors:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write as .npz (no pickles), atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, ids=self.ids, values=self.values)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(path, ids=self.ids, values=self.values)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vectors":
-        path = Path(path)
-        if not path.exists():
-            raise ArtifactError(f"{path}: no such vectors file")
+        data = load_npz(path, ("ids", "values"), "vectors file")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls(data["ids"], data["values"])
-        except (OSError, ValueError, KeyError) as exc:
+            return cls(data["ids"], data["values"])
+        except ValueError as exc:
             raise ArtifactError(f"{path}: not a valid vectors file ({exc})") from None

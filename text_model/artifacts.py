@@ -2,26 +2,22 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from catalog import ArtifactError, ModelStore, dataset_checksum
+from catalog import ArtifactError, ModelStore, SeenItems, dataset_checksum
+from catalog.arrays import save_npz
 
 from .queries import (COLLAB, RANKING_MOVIES, RANKING_USERS, SCORING_MOVIES, SCORING_USERS, SEEN, USERS)
-from catalog import SeenItems
 
 TEST_PAIRS = "test.npz"
 CURVE = "training_curve.png"
 
 
 def save_test_pairs(path: Path, test) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, user_ids=test["user_id"].to_numpy(np.int64), movie_ids=test["movie_id"].to_numpy(np.int64),
-                 ratings=test["rating"].to_numpy(np.float32))
-    os.replace(tmp, path)
+    save_npz(path, user_ids=test["user_id"].to_numpy(np.int64), movie_ids=test["movie_id"].to_numpy(np.int64),
+             ratings=test["rating"].to_numpy(np.float32))
 
 
 def load_test_pairs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog import ArtifactError, Vectors
+from catalog.arrays import save_npz
 
 from .config import TextModelConfig
 from .metrics import top_n
@@ -116,10 +117,7 @@ class TextModel:
         tmp.write_text(json.dumps(state))
         os.replace(tmp, folder / STATE_FILE)
         if self.ranking_factors is not None:
-            tmp = folder / f".{FACTORS_FILE}.tmp"
-            with open(tmp, "wb") as fh:
-                np.savez(fh, users=self.ranking_factors[0], movies=self.ranking_factors[1])
-            os.replace(tmp, folder / FACTORS_FILE)
+            save_npz(folder / FACTORS_FILE, users=self.ranking_factors[0], movies=self.ranking_factors[1])
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "TextModel":

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from catalog.arrays import save_npz
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,4 @@ class EmbeddingCache:
         self.root.mkdir(parents=True, exist_ok=True)
         shas = np.array(sorted(rows), dtype="U64")
         values = np.stack([rows[s] for s in shas]).astype(np.float32)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, sha256=shas, values=values)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_npz(self.path, sha256=shas, values=values)
