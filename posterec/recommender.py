@@ -32,6 +32,7 @@ from catalog import (ArtifactError, ModelStore, SeenItems, UnknownMovieError, Un
 
 COLLAB, VISUAL, USERS = "collab.npz", "visual.npz", "users.npz"
 COLD = "collab_cold.npz"
+RANKING_COLD = "ranking_cold.npz"
 RANKING = ("ranking_users.npz", "ranking_movies.npz")
 SCORING = ("scoring_users.npz", "scoring_movies.npz")
 SEEN = "seen.npz"
@@ -150,6 +151,11 @@ class Recommender:
         ranking = scoring = None
         if all((folder / f).exists() for f in RANKING):
             ranking = tuple(Vectors.load(folder / f) for f in RANKING)
+            ranking_cold = _load_optional(folder, RANKING_COLD) if fresh else None
+            if ranking_cold is not None:  # poster-only movies, estimated from poster + metadata
+                keep = ~np.isin(ranking_cold.ids, ranking[1].ids)
+                ranking = (ranking[0], Vectors(np.concatenate([ranking[1].ids, ranking_cold.ids[keep]]),
+                                               np.vstack([ranking[1].values, ranking_cold.values[keep]])))
         if all((folder / f).exists() for f in SCORING):
             scoring = tuple(Vectors.load(folder / f) for f in SCORING)
             ranking = ranking or scoring

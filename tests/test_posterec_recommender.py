@@ -127,3 +127,16 @@ def test_cli_queries_json(home, capsys):
 def test_no_model_is_a_clear_error(planted_home):
     with pytest.raises(ArtifactError, match="posterec .*train"):
         Recommender.load(planted_home)
+
+
+def test_a_poster_only_movie_can_be_recommended(home):
+    """build-index estimates ranking vectors for movie 5 (poster, no ratings) from its poster and
+    metadata; it lands among the comedies an even user is offered."""
+    assert (ModelStore(home).current() / "ranking_cold.npz").exists()
+    rec = Recommender.load(home)
+    users, movies = rec.ranking
+    assert 5 in movies
+    scores = {int(m): float(v @ users.get(4)) for m, v in zip(movies.ids, movies.values)}
+    comedy = [scores[m] for m in COMEDY if m != 5 and m in scores]
+    horror = [scores[m] for m in HORROR if m in scores]
+    assert scores[5] > np.mean(horror) and scores[5] > np.percentile(comedy, 10)

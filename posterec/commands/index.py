@@ -13,6 +13,7 @@ DEFAULT_VISUAL_WEIGHT = 0.25  # for similar; chosen in benchmarks/README.md "Hyb
 BLOCK_FILES = {"collaborative": "collab.npz", "visual": "visual.npz", "fused": "fused.npz"}
 BATCH = 256
 COLD_FILE = "collab_cold.npz"  # estimated collaborative vectors of poster-only movies
+RANKING_COLD_FILE = "ranking_cold.npz"  # their estimated ranking vectors, so recommend can find them
 
 
 def _weight(text: str) -> float:
@@ -135,15 +136,35 @@ def _cold_start(blocks: dict, movies) -> tuple[dict, dict]:
         with_metadata = stack_features(visual, *extra)
         if len(np.setdiff1d(poster_only, with_metadata.ids)) == 0:
             features, info["features"] = with_metadata, ["visual", *names]
-    try:
-        alpha, _ = select_alpha(features, collab)
-    except ValueError:  # too few movies with both blocks for 5-fold validation
-        alpha = 1.0
-    mapping = ColdStartMap(alpha=alpha).fit(features, collab)
-    estimate = mapping.predict(features.subset(poster_only))
+    estimate, mapping = _map_into(features, collab, poster_only)
     merged = Vectors(np.concatenate([collab.ids, estimate.ids]), np.vstack([collab.values, estimate.values]))
     info.update(estimated=int(len(poster_only)), fit_on=mapping.n_fit, alpha=mapping.alpha)
+    info["_features"] = features  # for the ranking-space estimate; dropped before the manifest
     return dict(blocks, collaborative=merged), info
+
+
+def _map_into(features, targets, ids, users=None):
+    """Ridge-map ``features`` into ``targets``' space (alpha by 5-fold validation) for ``ids``."""
+    from fusion import ColdStartMap, select_alpha
+
+    try:
+        alpha, _ = select_alpha(features, targets, users)
+    except ValueError:  # too few movies with both for 5-fold validation
+        alpha = 1.0
+    mapping = ColdStartMap(alpha=alpha).fit(features, targets)
+    return mapping.predict(features.subset(ids)), mapping
+
+
+def _ranking_cold(version: Path, features, poster_only):
+    """Ranking vectors (what ``recommend`` searches) estimated for poster-only movies, so they can
+    be recommended; None when the version has no ranking vectors."""
+    from catalog import Vectors
+
+    movies_file, users_file = version / "ranking_movies.npz", version / "ranking_users.npz"
+    if features is None or not len(poster_only) or not movies_file.exists() or not users_file.exists():
+        return None
+    estimate, _ = _map_into(features, Vectors.load(movies_file), poster_only, Vectors.load(users_file))
+    return estimate
 
 
 def build_index(store, visual_weight: float | None = None, kind: str = "flat", add: bool = False,
@@ -180,6 +201,7 @@ def build_index(store, visual_weight: float | None = None, kind: str = "flat", a
     original_collab = blocks.get("collaborative")
     if cold_start and {"collaborative", "visual"} <= set(blocks) and weights.get("collaborative", 0) > 0:
         blocks, cold = _cold_start(blocks, movies)
+    features = cold.pop("_features", None)
     fused = fuse(blocks, {b: weights.get(b, 0.0) for b in blocks})
     summary = fusion_summary(blocks, {b: weights.get(b, 0.0) for b in blocks}, fused)
     summary.update(missing_blocks=[b for b in ("collaborative", "visual") if b not in blocks], cold_start=cold,
@@ -207,12 +229,16 @@ def build_index(store, visual_weight: float | None = None, kind: str = "flat", a
     else:
         index = MovieIndex.build(fused, kind=kind, normalize=True, metadata=metadata)
     with store.new_version() as writer:
-        cold_file = writer.path / COLD_FILE
+        cold_file, ranking_file = writer.path / COLD_FILE, writer.path / RANKING_COLD_FILE
+        for stale in (cold_file, ranking_file):
+            stale.unlink(missing_ok=True)
         if cold.get("estimated") and original_collab is not None:
             estimated = np.setdiff1d(blocks["collaborative"].ids, original_collab.ids)
-            blocks["collaborative"].subset(estimated).save(cold_file)  # replaces any hard link atomically
-        elif cold_file.exists():
-            cold_file.unlink()
+            blocks["collaborative"].subset(estimated).save(cold_file)
+            ranking = _ranking_cold(current, features, estimated)
+            if ranking is not None:
+                ranking.save(ranking_file)
+                summary["cold_start"]["ranking_estimated"] = len(ranking)
         fused.save(writer.path / BLOCK_FILES["fused"])
         index_manifest = index.save(writer.path)
         writer.manifest["fusion"] = summary
