@@ -116,7 +116,7 @@ def _cold_start(blocks: dict, movies) -> tuple[dict, dict]:
     import numpy as np
 
     from catalog import Vectors
-    from fusion import ColdStartMap, genre_vectors, select_alpha, stack_features, year_vectors
+    from fusion import genre_vectors, stack_features, year_vectors
 
     collab, visual = blocks["collaborative"], blocks["visual"]
     poster_only = np.setdiff1d(visual.ids, collab.ids)
