@@ -10,7 +10,6 @@ vectors: cosine of TFLite vs Keras, and of DCT-reduced decoding vs full decoding
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -134,7 +133,7 @@ def main() -> int:
     print(f"speed-up vs naive: {ratio:.1f}x wall, {CPU_MS['naive'] / CPU_MS['tflite']:.1f}x CPU time "
           f"(target >= 10x and >= 150 img/s); CPU-bound ceiling on {os.cpu_count()} idle cores: "
           f"{1000 * (os.cpu_count() or 1) / CPU_MS['tflite']:.0f} img/s")
-    record = {"benchmark": "embed_throughput", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **env,
+    result = {**env,
               "backbone": "MobileNetV2", "alpha": 1.0, "batch_size": args.batch_size,
               "naive_img_s": round(naive_rate, 2), "n_naive": len(naive),
               "pipeline_tflite_img_s": [round(r, 2) for r in tfl], "n_pipeline": args.n_pipeline,
@@ -142,11 +141,9 @@ def main() -> int:
               "speedup_median": round(ratio, 2), "cpu_ms_per_img": CPU_MS, "tflite_convert_s": round(convert_s, 1),
               "min_cos_tflite_vs_keras": round(cos_tflite, 6), "min_cos_dct_vs_full": round(cos_dct, 4),
               "mean_cos_dct_vs_full": round(mean_dct, 4)}
-    out = ROOT / "benchmarks" / "results" / "embed_throughput.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    print(f"appended to {out.relative_to(ROOT)}")
+    from common import record
+
+    print(f"appended to {record('embed_throughput', result).relative_to(ROOT)}")
     return 0
 
 

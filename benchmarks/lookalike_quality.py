@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -147,14 +146,12 @@ def main() -> int:
         results[label] = round(prec, 4)
         print(f"  {label:<34} {prec:.3f}   (dim {v.dim}, {len(v)} posters, {len(result.failed)} failed, "
               f"{result.n_embedded} embedded in {seconds:.0f} s)")
-    record = {"benchmark": "lookalike_quality", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **env,
+    result = {**env,
               "n_posters": len(entries), "k": K, "policy": args.policy,
               **{k: round(v, 4) for k, v in base.items()}, "backbones": results}
-    out = ROOT / "benchmarks" / "results" / "lookalike_quality.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    print(f"appended to {out.relative_to(ROOT)}")
+    from common import record
+
+    print(f"appended to {record('lookalike_quality', result).relative_to(ROOT)}")
     return 0
 
 
