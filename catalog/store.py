@@ -14,14 +14,14 @@ import secrets
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from .errors import ArtifactError
 
-MANIFEST = "manifest.json"
-FORMAT = 1
+from .version import FORMAT, MANIFEST, ModelVersion, VersionWriter, read_manifest
+
+LOCK = ".lock"
 
 
 def code_version() -> str:
@@ -40,12 +40,28 @@ def write_json_atomic(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-@dataclass
-class VersionWriter:
-    """A version being written: put files under ``path`` and edit ``manifest``."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
-    path: Path
-    manifest: dict = field(default_factory=dict)
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if needed), held for the block."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class ModelStore:
@@ -58,9 +74,10 @@ class ModelStore:
     # -- reading -------------------------------------------------------------------------
     def current_name(self) -> str | None:
         pointer = self.root / "CURRENT"
-        if not pointer.exists():
+        try:
+            name = pointer.read_text().strip()
+        except FileNotFoundError:
             return None
-        name = pointer.read_text().strip()
         return name or None
 
     def current(self) -> Path | None:
@@ -68,14 +85,19 @@ class ModelStore:
         return None if name is None else self.root / name
 
     def require_current(self) -> Path:
+        return self.open_current().path
+
+    def open_current(self) -> ModelVersion:
+        """The CURRENT version, its manifest checked; `ArtifactError` when there is none."""
         path = self.current()
         if path is None:
             raise ArtifactError(
                 f"no model under {self.root}: run `posterec --home {self.home} train --dataset D` first"
             )
-        if not (path / MANIFEST).exists():
-            raise ArtifactError(f"{path}: the current model version has no {MANIFEST}")
-        return path
+        if not path.is_dir():
+            raise ArtifactError(f"{self.root / 'CURRENT'} names {path.name}, which is not there; "
+                                f"retrain with `posterec train`")
+        return ModelVersion(path, read_manifest(path), self.home)
 
     def versions(self) -> list[str]:
         if not self.root.exists():
@@ -84,46 +106,56 @@ class ModelStore:
 
     @staticmethod
     def read_manifest(version: Path) -> dict:
-        path = Path(version) / MANIFEST
-        try:
-            return json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ArtifactError(f"{path}: missing") from None
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+        return read_manifest(Path(version))
 
     # -- writing -------------------------------------------------------------------------
+    def remove_stale_staging(self) -> list[str]:
+        """Remove staging folders left by killed processes (their owner's pid is gone). Under the
+        store's lock, so a live writer's folder is never touched."""
+        removed = []
+        if not self.root.exists():
+            return removed
+        with _locked(self.root / LOCK):
+            for p in self.root.glob(".staging-*"):
+                try:
+                    pid = int(p.name.rsplit("-pid", 1)[1])
+                except (IndexError, ValueError):
+                    pid = None
+                if pid is None or (pid != os.getpid() and not _pid_alive(pid)):
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p.name)
+        return removed
+
     @contextmanager
     def new_version(self, base: Path | None | str = "current", activate: bool = True) -> Iterator[VersionWriter]:
         """Write a new version, starting from ``base`` (default: the current one, if any).
 
-        On a clean exit the version is renamed into place and, with ``activate``, becomes
-        ``CURRENT``. On an exception the staging folder is removed and nothing else changes.
+        The base's listed files are hard-linked in (cheap) with its manifest; the block writes or
+        drops artifacts through the `VersionWriter`. On a clean exit the version is renamed into
+        place and, with ``activate``, becomes ``CURRENT``. On an exception the staging folder is
+        removed and nothing else changes; one left by a killed process is removed by the next run.
         """
+        self.remove_stale_staging()
         if base == "current":
             base = self.current()
         self.root.mkdir(parents=True, exist_ok=True)
         name = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-        staging = self.root / f".staging-{name}"
+        staging = self.root / f".staging-{name}-pid{os.getpid()}"
         staging.mkdir()
-        manifest: dict = {}
         try:
+            manifest: dict = {"files": {}, "stages": {}}
             if base is not None:
-                base = Path(base)
-                for src in base.rglob("*"):
-                    rel = src.relative_to(base)
-                    dst = staging / rel
-                    if src.is_dir():
-                        dst.mkdir(parents=True, exist_ok=True)
-                        continue
-                    dst.parent.mkdir(parents=True, exist_ok=True)
+                parent = ModelVersion(Path(base), read_manifest(Path(base)), self.home)
+                manifest = json.loads(json.dumps(parent.manifest))
+                for file in parent.files:
+                    src = parent.path / file
                     try:
-                        os.link(src, dst)
+                        os.link(src, staging / file)
+                    except FileNotFoundError:
+                        raise ArtifactError(f"{src}: missing from model version {parent.name}; "
+                                            f"rebuild it from scratch") from None
                     except OSError:
-                        shutil.copy2(src, dst)
-                manifest = self.read_manifest(base)
-                (staging / MANIFEST).unlink(missing_ok=True)
-            manifest = dict(manifest)
+                        shutil.copy2(src, staging / file)
             manifest["parent"] = None if base is None else Path(base).name
             writer = VersionWriter(staging, manifest)
             yield writer
@@ -132,8 +164,7 @@ class ModelStore:
                 created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             )
             write_json_atomic(staging / MANIFEST, writer.manifest)
-            final = self.root / name
-            os.rename(staging, final)
+            os.rename(staging, self.root / name)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
