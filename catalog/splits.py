@@ -3,6 +3,7 @@
 - ``random-80-20``, ``random-90-10`` (any ``random-A-B``): a random holdout of rows;
 - ``leave-last-out``: each user's latest rating (by timestamp) is the test set, for ranking;
 - ``cold-start-10`` (any ``cold-start-P``): P% of the rated movies are held out with all their ratings;
+- ``none``: every rating trains the model (the default for a model put to use);
 - a file of ``user_id,movie_id`` pairs that form the test set (``--test-pairs``).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 
 from .errors import DatasetError
 
-SPLITS = ("random-80-20", "random-90-10", "leave-last-out", "cold-start-10")
+SPLITS = ("none", "random-80-20", "random-90-10", "leave-last-out", "cold-start-10")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class Split:
     seed: int
     train: pd.DataFrame
     test: pd.DataFrame
+
+    @property
+    def holds_out(self) -> bool:
+        """Whether ratings were held out: a model fit on this split is for evaluation."""
+        return len(self.test) > 0
 
     def describe(self) -> dict:
         return {"name": self.name, "seed": self.seed, "train": len(self.train), "test": len(self.test)}
@@ -101,6 +107,8 @@ def make_split(ratings: pd.DataFrame, name: str = "random-80-20", seed: int = 0,
         train, test = pairs_split(ratings, read_pairs(test_pairs), Path(test_pairs).name)
         return Split(f"pairs:{Path(test_pairs).name}", seed, train, test)
     m = re.fullmatch(r"random-(\d+)-(\d+)", name)
+    if name == "none":
+        return Split(name, seed, ratings.reset_index(drop=True), ratings.iloc[:0].reset_index(drop=True))
     if m:
         a, b = int(m.group(1)), int(m.group(2))
         if a + b != 100 or b == 0:

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "posterec.commands.vision",
     "posterec.commands.index",
     "posterec.commands.serve",
+    "posterec.commands.info",
 ]
 
 

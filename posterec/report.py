@@ -106,10 +106,10 @@ def ratings_section(dataset) -> Section:
     return s
 
 
-def training_section(version: Path | None, manifest: dict) -> Section:
+def training_section(version) -> Section:
     s = Section("Training")
-    tm = manifest.get("text_model")
-    if version is None or not tm:
+    tm = version.stage("train") if version is not None else {}
+    if not tm:
         s.missing("No trained text model in the current version: run `posterec train`.")
         return s
     history = tm.get("history") or {}
@@ -121,10 +121,10 @@ def training_section(version: Path | None, manifest: dict) -> Section:
         ax.set(xlabel="epoch", title="training curves")
         ax.legend()
         s.figure(fig, "loss and metrics per epoch")
-    elif (version / "training_curve.png").exists():
-        s.parts.append(_img((version / "training_curve.png").read_bytes(), "training curves"))
+    elif version.has("training_curve"):
+        s.parts.append(_img(version.file("training_curve").read_bytes(), "training curves"))
     else:
-        s.missing("No training history or training_curve.png in this version.")
+        s.missing("No training history or training curve in this version.")
     metrics = _flatten(tm.get("metrics") or {})
     if metrics:
         s.table(sorted(metrics.items()), ("metric", "value"))
@@ -174,18 +174,16 @@ def accuracy_section(results_dir: Path | None) -> Section:
     return s
 
 
-def _visual(version: Path | None):
-    if version is None or not (version / "visual.npz").exists():
-        return None
-    from catalog import Vectors
+def _visual(version):
+    from .pipeline import visual_vectors
 
-    return Vectors.load(version / "visual.npz")
+    return None if version is None else visual_vectors(version)
 
 
 def embedding_map_section(visual, dataset) -> Section:
     s = Section("Poster embeddings (PCA)")
     if visual is None:
-        s.missing("No poster embeddings (visual.npz) in the current version: run `posterec embed`.")
+        s.missing("No poster embeddings in the current version: run `posterec embed`.")
         return s
     if len(visual) < 3:
         s.missing(f"Only {len(visual)} poster embeddings: too few to map.")
@@ -282,8 +280,8 @@ def build_report(home, dataset_name: str | None = None, results_dir=DEFAULT_RESU
 
     home = Path(home)
     store = ModelStore(home)
-    version = store.current()
-    manifest = store.read_manifest(version) if version is not None else {}
+    version = store.open_current() if store.current() is not None else None
+    manifest = version.manifest if version is not None else {}
     name = dataset_name or manifest.get("dataset") or "ml-100k"
     try:
         dataset = load_dataset(home, name)
@@ -297,7 +295,7 @@ def build_report(home, dataset_name: str | None = None, results_dir=DEFAULT_RESU
         return p if p.exists() else None
 
     visual = _visual(version)
-    sections = [ratings_section(dataset), training_section(version, manifest),
+    sections = [ratings_section(dataset), training_section(version),
                 accuracy_section(results_dir), embedding_map_section(visual, dataset),
                 contact_sheet_section(visual, dataset, poster_path)]
     meta = (f"home {home} · dataset {name} · model version "

@@ -1,14 +1,14 @@
 """vision_model stage: a pretrained `keras.applications` CNN turns posters into L2-normalised
 vectors (`visual.npz`), with an embedding cache keyed by poster sha256 and backbone config.
 
-``VisionConfig`` picks the backbone; ``embed_posters(entries, config, cache_dir)`` embeds;
-``nearest_posters(vectors, movie_id, n)`` finds look-alikes. Imports only ``catalog`` of ours.
+``VisionConfig`` picks the backbone; ``embed_posters(entries, config, cache_dir)`` embeds; look-alikes
+are a cosine search over the vectors (``index.MovieIndex``, combined in ``posterec``). Imports only
+``catalog`` of ours.
 TensorFlow is imported only when something that needs it is used.
 """
 from .backbones import BACKBONES, BackboneSpec, get_backbone
 from .config import POLICIES, VisionConfig
 from .contact_sheet import Tile, draw_contact_sheet
-from .lookalike import Hits, nearest_posters
 
 _LAZY = {  # these import TensorFlow
     "PosterEmbedder": "embedder", "EmbedResult": "embedder", "FailedPoster": "embedder",
@@ -26,4 +26,4 @@ def __getattr__(name):
 
 
 __all__ = ["BACKBONES", "BackboneSpec", "get_backbone", "POLICIES", "VisionConfig", "Tile",
-           "draw_contact_sheet", "Hits", "nearest_posters", *_LAZY]
+           "draw_contact_sheet", *_LAZY]

@@ -49,16 +49,8 @@ def _run(args, *argv: str) -> None:
         raise PosterecError(f"`posterec {' '.join(argv)}` failed (see the error above)")
 
 
-def _current_manifest(home: Path) -> dict:
-    from catalog import ModelStore
-
-    store = ModelStore(home)
-    current = store.current()
-    return {} if current is None else store.read_manifest(current)
-
-
 def run_demo(args) -> int:
-    from catalog import PosterecError, dataset_checksum, fetch_dataset
+    from catalog import PosterecError, fetch_dataset
     from posters import PosterStore
 
     home, ds = Path(args.home), args.dataset
@@ -83,42 +75,46 @@ def run_demo(args) -> int:
         _say("posters: none (no --posters DIR and no $TMDB_API_KEY): running collaborative-only")
     have = {e.movie_id for e in store.entries()}
 
-    # 3. the rating model
-    manifest = _current_manifest(home)
-    trained = manifest.get("text_model") or {}
-    if trained.get("dataset") == ds and trained.get("dataset_checksum") == dataset_checksum(home, ds):
-        _say(f"train: model for {ds} is current (version {manifest.get('version')})")
-    else:
-        _run(args, "train", "--dataset", ds, *(["--epochs", str(args.epochs)] if args.epochs else []),
-             "--progress", "2")
+    # 3-5. the models, each stage run only when the manifest's recorded inputs say it is stale
+    from .. import pipeline
 
-    # 4. poster embeddings
-    manifest = _current_manifest(home)
-    vision = manifest.get("vision") or {}
-    embed_args = [*(["--weights", args.weights] if args.weights else []),
-                  *(["--alpha", str(args.alpha)] if args.alpha is not None else [])]
+    embed_config = None
     if have:
-        same_config = ((args.weights is None or vision.get("weights") in (args.weights, str(Path(args.weights).resolve())))
-                       and (args.alpha is None or vision.get("alpha") == args.alpha))
-        if vision.get("dataset") == ds and vision.get("n", -1) + len(vision.get("failed", [])) == len(have) \
-                and same_config:
-            _say(f"embed: {vision['n']} poster embeddings are current")
-        else:
+        from dataclasses import replace
+
+        from vision_model import VisionConfig
+
+        changes = {}
+        if args.weights:
+            changes["weights"] = args.weights if args.weights == "imagenet" else str(Path(args.weights).expanduser().resolve())
+        if args.alpha is not None:
+            changes["alpha"] = args.alpha
+        embed_config = replace(VisionConfig(), **changes)
+    why = pipeline.stale(home, ds, store.entries() if have else None, embed_config)
+    if why["train"]:
+        _say(f"train: {why['train']}")
+        pipeline.train(home, ds, epochs=args.epochs, verbose=2, announce=_say)
+    else:
+        _say("train: the rating model is current")
+    if have:
+        why = pipeline.stale(home, ds, store.entries(), embed_config)
+        if why["embed"]:
+            _say(f"embed: {why['embed']}")
             try:
-                _run(args, "embed", "--dataset", ds, *embed_args)
+                s = pipeline.embed(home, ds, embed_config)
+                _say(f"embed: {len(s.result.vectors)} posters embedded ({s.result.n_embedded} new, "
+                     f"{s.result.n_cached} from cache)")
             except PosterecError as exc:
                 _say(f"embed failed ({exc}); going on collaborative-only")
-
-    # 5. the index
-    from .index import input_checksums
-
-    manifest = _current_manifest(home)
-    current = home / "models" / manifest["version"]
-    fusion = manifest.get("fusion") or {}
-    if fusion.get("inputs") == input_checksums(current) and args.visual_weight is None:
-        _say("build-index: the index is current")
+        else:
+            _say("embed: the poster embeddings are current")
+    why = pipeline.stale(home, ds, store.entries() if have else None, embed_config)
+    if why["build-index"] or args.visual_weight is not None:
+        _say(f"build-index: {why['build-index'] or 'another visual weight was asked for'}")
+        result = pipeline.build_index(home, visual_weight=args.visual_weight)
+        _say(f"build-index: {result['index']['count']} movies indexed -> version {result['version']}")
     else:
-        _run(args, "build-index", *(["--visual-weight", str(args.visual_weight)] if args.visual_weight is not None else []))
+        _say("build-index: the index is current")
 
     # 6. a few answers
     show_answers(home)
@@ -136,17 +132,23 @@ def show_answers(home: Path) -> None:
     mode = "ratings + posters" if rec.has_posters else "ratings only (no posters)"
     _say(f"model {rec.version}: {counts['movies']} movies, {counts['users']} users, "
          f"{counts['posters']} poster embeddings; {mode}")
-    user = rec.sample_users(1)[0]
-    print(f"\nTop 5 for user {user}:")
-    for r in rec.recommend(user, 5):
-        because = f"  (because you liked {r['because']['title']})" if r.get("because") else ""
-        print(f"  {r['score']:6.3f}  {r['title']} ({r['year']}){because}")
-    query = rec.popular_movies(1)[0]
+    users = rec.sample_users(1)
+    if users:
+        print(f"\nTop 5 for user {users[0]}:")
+        for r in rec.describe(rec.recommend(users[0], 5)):
+            because = f"  (because you liked {r['because']['title']})" if r.get("because") else ""
+            print(f"  {r['score']:6.3f}  {r['title']} ({r['year']}){because}")
+    showcase = rec.popular_movies(1, with_poster=rec.has_posters) or rec.popular_movies(1)
+    if not showcase:
+        return
+    query = showcase[0]
     print(f"\nMovies like {query['title']} ({query['year']}):")
-    for r in rec.similar(query["movie_id"], 5):
+    for r in rec.describe(rec.similar(query["movie_id"], 5)):
         print(f"  {r['score']:6.3f}  {r['title']} ({r['year']})  {'|'.join(r['genres'])}")
     if rec.has_posters and query["movie_id"] in rec.visual:
         print(f"\nPosters that look like {query['title']}'s:")
-        for r in rec.lookalike(query["movie_id"], 5):
+        for r in rec.describe(rec.lookalike(query["movie_id"], 5)):
             print(f"  {r['score']:6.3f}  {r['title']} ({r['year']})")
+    else:
+        print(f"\n(no poster look-alikes: {'this model has no posters' if not rec.has_posters else query['title'] + ' has no poster'})")
     print()

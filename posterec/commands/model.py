@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..output import emit_json, positive_int
+from ..output import emit_json, positive_int, weight_argument
 from .data import dataset_argument
 
 
@@ -13,8 +13,9 @@ def register(sub) -> None:
                        description="Fit the user/movie text-CNN on a split of the ratings, then write the model, "
                                    "its vectors, vocabulary, test pairs and training curve as a new version.")
     dataset_argument(p)
-    p.add_argument("--split", default="random-80-20",
-                   help="random-80-20 (default), random-90-10, leave-last-out, cold-start-10, random-A-B")
+    p.add_argument("--split", default="none",
+                   help="none (default: every rating trains a model for use); or, for an evaluation model that "
+                        "holds ratings out: random-80-20, random-90-10, leave-last-out, cold-start-10, random-A-B")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: 0)")
     p.add_argument("--test-pairs", metavar="FILE", help="CSV of user_id,movie_id pairs that form the test set")
     p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the config's)")
@@ -47,32 +48,20 @@ def register(sub) -> None:
         p.add_argument("-n", type=positive_int, default=10, help="how many results (default: 10)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         if name != "also-liked":
-            p.add_argument("--visual-weight", type=_weight, default=None, metavar="W",
+            p.add_argument("--visual-weight", type=weight_argument, default=None, metavar="W",
                            help="0 = ratings only, 1 = posters only (default: the index's weight, "
                                 "or 0 without posters)")
         p.set_defaults(func=run_query, query=name)
 
 
 def run_train(args) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from catalog import load_dataset, make_split
-    from text_model import get_config
-    from text_model.artifacts import write_version
-    from text_model.evaluation import rating_metrics
-    from text_model.trainer import fit_text_model
+    from ..pipeline import train
 
-    dataset = load_dataset(args.home, args.dataset)
-    split = make_split(dataset.ratings, args.split, args.seed, test_pairs=args.test_pairs)
-    config = get_config(args.config).with_overrides(epochs=args.epochs)
-    print(f"training text_model ({config.name}) on {dataset.name}: {len(split.train)} train / "
-          f"{len(split.test)} test ratings ({split.name}, seed {split.seed})")
-    tm = fit_text_model(dataset, split.train, config, seed=args.seed, verbose=args.progress)
-    metrics = {"fit_seconds": round(tm.fit_seconds, 2)}
-    if len(split.test):
-        metrics.update(rating_metrics(tm, split.test["user_id"], split.test["movie_id"], split.test["rating"]))
-    folder = write_version(args.home, dataset, split, tm, metrics)
-    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-    print(f"model version {folder.name}: {shown}")
+    result = train(args.home, args.dataset, split=args.split, seed=args.seed, test_pairs=args.test_pairs,
+                   config=args.config, epochs=args.epochs, verbose=args.progress)
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items())
+    purpose = result.version.manifest.get("purpose", "use")
+    print(f"model version {result.version.name} ({purpose} model): {shown}")
     return 0
 
 
@@ -80,27 +69,29 @@ def run_evaluate(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from catalog import ArtifactError, ModelStore, load_dataset
     from text_model import TextModelConfig
-    from text_model.artifacts import TEST_PAIRS, load_test_pairs
+    from text_model.artifacts import load_test_pairs
     from text_model.evaluation import ranking_metrics, rating_metrics
     from text_model.trainer import TextModel
 
-    store = ModelStore(args.home)
-    folder = store.require_current()
-    info = store.read_manifest(folder).get("text_model")
+    version = ModelStore(args.home).open_current()
+    info = version.stage("train")
     if not info:
-        raise ArtifactError(f"{folder}: no text_model in this version; run `posterec train` first")
-    tm = TextModel.load(folder)
-    users, movies, ratings = load_test_pairs(folder / TEST_PAIRS)
-    result = rating_metrics(tm, users, movies, ratings) if len(ratings) else {"rmse": None, "mae": None}
+        raise ArtifactError(f"{version.path}: no rating model in this version; run `posterec train` first")
+    tm = TextModel.load(version)
+    result = {"rmse": None, "mae": None}
+    if version.has("test_pairs"):
+        users, movies, ratings = load_test_pairs(version)
+        if len(ratings):
+            result = rating_metrics(tm, users, movies, ratings)
     dataset = load_dataset(args.home, info["dataset"])
     config = TextModelConfig.from_dict(info["config"])
     result.update(ranking_metrics(dataset, config, seed=int(info["split"].get("seed", 0)), verbose=args.progress))
-    result["version"] = folder.name
+    result["version"] = version.name
     if args.json:
         emit_json(result)
         return 0
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"model {folder.name} on {info['dataset']} ({info['split']['name']}, {result.get('n_test', 0)} test ratings)")
+    print(f"model {version.name} on {info['dataset']} ({info['split']['name']}, {result.get('n_test', 0)} test ratings)")
     print(f"  RMSE {fmt(result['rmse'])}  MAE {fmt(result['mae'])}")
     pop = result["most_popular"]
     print(f"  leave-last-out, {result['n_users']} users: HR@10 {fmt(result['hr_at_10'])}  "
@@ -135,7 +126,7 @@ def run_predict(args) -> int:
             k = int(bad.to_numpy().nonzero()[0][0])
             raise DatasetError(f"{path} line {k + 2}: {col} must be a whole number, got {pairs[col].iloc[k]!r}")
         pairs[col] = values.astype("int64")
-    tm = TextModel.load(ModelStore(args.home).require_current())
+    tm = TextModel.load(ModelStore(args.home).open_current())
     pred = tm.predict(pairs["user_id"].to_numpy(), pairs["movie_id"].to_numpy())
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -147,23 +138,18 @@ def run_predict(args) -> int:
     return 0
 
 
-def _weight(text: str) -> float:
-    from .index import _weight as weight
-
-    return weight(text)
-
-
 def run_query(args) -> int:
     from ..recommender import Recommender
 
     rec = Recommender.load(args.home)
     w = getattr(args, "visual_weight", None)
     if args.query == "similar":
-        results = rec.similar(args.id, args.n, visual_weight=w)
+        hits = rec.similar(args.id, args.n, visual_weight=w)
     elif args.query == "recommend":
-        results = rec.recommend(args.id, args.n, visual_weight=w)
+        hits = rec.recommend(args.id, args.n, visual_weight=w)
     else:
-        results = rec.also_liked(args.id, args.n)
+        hits = rec.also_liked(args.id, args.n)
+    results = rec.describe(hits)
     key = "user_id" if args.query == "recommend" else "movie_id"
     if args.json:
         emit_json({"query": args.query, key: args.id, "n": args.n, "model": rec.version, "results": results})

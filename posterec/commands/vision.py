@@ -8,7 +8,6 @@ from ..output import emit_json, positive_int
 from .data import dataset_argument
 
 log = logging.getLogger(__name__)
-VISUAL = "visual.npz"
 
 
 def register(sub) -> None:
@@ -18,7 +17,7 @@ def register(sub) -> None:
     p = sub.add_parser("embed", help="embed every poster with a pretrained CNN into a new model version",
                        description="Run the poster store's ok posters through a keras.applications "
                                    "backbone (batched tf.data pipeline, TFLite inference) and write "
-                                   "L2-normalised vectors to visual.npz in a new model version. Vectors "
+                                   "L2-normalised vectors into a new model version. Vectors "
                                    "are cached by (poster sha256, backbone config) under "
                                    "<home>/cache/embeddings/, so only new posters are embedded.")
     dataset_argument(p)
@@ -44,52 +43,31 @@ def register(sub) -> None:
     p.set_defaults(func=run_lookalike)
 
 
-def run_embed(args) -> int:
-    from catalog import DatasetError, ModelStore, load_dataset
-    from posters import PosterStore
-    from vision_model import VisionConfig, embed_posters
+def vision_config(args):
+    from pathlib import Path
+
+    from vision_model import VisionConfig
 
     weights = args.weights
     if weights != "imagenet":
-        from pathlib import Path
-
         weights = str(Path(weights).expanduser().resolve())
-    config = VisionConfig(backbone=args.backbone, alpha=args.alpha, weights=weights,
-                          image_size=args.image_size, batch_size=args.batch_size, policy=args.policy)
-    dataset = load_dataset(args.home, args.dataset)
-    catalogue = {int(m) for m in dataset.movies["movie_id"]}
-    store = PosterStore(args.home, args.dataset)
-    entries = store.entries()
-    strangers = sorted(e.movie_id for e in entries if e.movie_id not in catalogue)
-    if strangers:
-        log.warning("%d posters are for movies not in %s (ignored): %s", len(strangers), args.dataset, strangers[:10])
-    entries = [e for e in entries if e.movie_id in catalogue]
-    if not entries:
-        raise DatasetError(f"no ok posters for {args.dataset} in {store.dir}: run `posterec scrape-posters "
-                           f"--dataset {args.dataset}` or `posterec import-posters DIR --dataset {args.dataset}` first")
-    cache_dir = args.home / "cache" / "embeddings"
-    result = embed_posters(entries, config, cache_dir=cache_dir, runtime=args.runtime)
-    if len(result.vectors) == 0:
-        raise DatasetError(f"none of the {len(entries)} posters of {args.dataset} could be decoded "
-                           f"(first: movie {result.failed[0].movie_id}: {result.failed[0].error})")
-    with_poster = {e.movie_id for e in entries}
-    missing = sorted(catalogue - with_poster)
-    failed = [{"movie_id": f.movie_id, "error": f.error} for f in result.failed]
-    with ModelStore(args.home).new_version() as w:
-        result.vectors.save(w.path / VISUAL)  # temp file + os.replace: never writes through a link
-        w.manifest["vision"] = {
-            **config.to_dict(), "dataset": args.dataset, "dim": result.vectors.dim,
-            "n": len(result.vectors), "file": VISUAL, "cache_key": config.cache_key(),
-            "runtime": args.runtime, "n_catalogue": len(catalogue),
-            "missing": missing, "failed": failed,
-        }
-        w.manifest.setdefault("dataset", args.dataset)
-        version = w.path.name.removeprefix(".staging-")
-    print(f"{args.dataset}: {len(result.vectors)} posters embedded with {config.backbone} "
-          f"alpha={config.alpha:g} (dim {result.vectors.dim}; {result.n_embedded} new, {result.n_cached} "
-          f"from cache); {len(missing)} movies without a poster, {len(failed)} unusable images; "
-          f"model version {version}")
-    for f in result.failed[:10]:
+    return VisionConfig(backbone=args.backbone, alpha=args.alpha, weights=weights,
+                        image_size=args.image_size, batch_size=args.batch_size, policy=args.policy)
+
+
+def run_embed(args) -> int:
+    from ..pipeline import embed
+
+    config = vision_config(args)
+    s = embed(args.home, args.dataset, config, runtime=args.runtime)
+    if s.strangers:
+        log.warning("%d posters are for movies not in %s (ignored): %s", len(s.strangers), args.dataset, s.strangers[:10])
+    r = s.result
+    print(f"{args.dataset}: {len(r.vectors)} posters embedded with {config.backbone} "
+          f"alpha={config.alpha:g} (dim {r.vectors.dim}; {r.n_embedded} new, {r.n_cached} "
+          f"from cache); {len(s.missing)} movies without a poster, {len(r.failed)} unusable images; "
+          f"model version {s.version.name}")
+    for f in r.failed[:10]:
         print(f"  skipped movie {f.movie_id}: {f.error}")
     return 0
 
@@ -100,14 +78,14 @@ def run_lookalike(args) -> int:
     rec = Recommender.load(args.home)
     query = rec.movie(args.movie_id)  # UnknownMovieError for an id not in the catalogue
     if rec.visual is not None and args.movie_id not in rec.visual:
-        failed = (rec.manifest.get("vision") or {}).get("failed", [])
+        failed = rec.model.stage("embed").get("failed", [])
         why = next((f["error"] for f in failed if f["movie_id"] == args.movie_id), None)
         reason = f"its poster could not be used ({why})" if why else "it has no poster"
         from catalog import UnknownMovieError
 
         raise UnknownMovieError(f"movie {args.movie_id} ({query['title']}) has no poster embedding: {reason}; "
                                 f"fetch it with `posterec scrape-posters`, then run `posterec embed`")
-    results = rec.lookalike(args.movie_id, args.n)
+    results = rec.describe(rec.lookalike(args.movie_id, args.n))
     if args.grid:
         from vision_model import Tile, draw_contact_sheet
 
@@ -116,7 +94,7 @@ def run_lookalike(args) -> int:
                            [Tile(rec.poster_path(r["movie_id"]), f"{r['score']:.3f} {label(r)}") for r in results],
                            args.grid)
     if args.json:
-        emit_json({"query": query, "backbone": (rec.manifest.get("vision") or {}).get("backbone"), "results": results})
+        emit_json({"query": query, "backbone": rec.model.stage("embed").get("backbone"), "results": results})
     else:
         print(f"posters like {query['movie_id']} {query['title']} ({query['year']}):")
         for r in results:

@@ -1,0 +1,345 @@
+"""The stages as library calls: `train`, `embed`, `build_index`, and what is `stale`.
+
+Each stage reads the current model version, writes a new one through `catalog.ModelStore`
+(atomically: a failure leaves CURRENT as it was) and returns the new `ModelVersion`. The CLI,
+``POST /admin/rebuild``, ``demo`` and `Recommender` call these functions and nothing else; the
+command modules only parse arguments and print.
+
+This module combines stages (``text_model``, ``vision_model``, ``fusion``, ``index``), which is
+why it lives in ``posterec``. Heavy imports (TensorFlow) happen inside `train` and `embed` only.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from catalog import ArtifactError, ModelStore, ModelVersion, PosterecError, Vectors
+
+DEFAULT_VISUAL_WEIGHT = 0.25  # similar's poster weight; chosen in benchmarks/README.md "Hybrid quality"
+FUSED_BLOCKS = ("collaborative", "visual")
+
+
+# -- shared readers ------------------------------------------------------------------------------
+def visual_vectors(version: ModelVersion) -> Vectors | None:
+    if not version.has("visual"):
+        return None
+    data = version.arrays("visual", ("movie_ids", "values"))
+    try:
+        return Vectors(data["movie_ids"], data["values"])
+    except ValueError as exc:
+        raise version.invalid(version_artifact("visual"), str(exc)) from None
+
+
+def cold_start_vectors(version: ModelVersion) -> tuple[Vectors, Vectors] | None:
+    """(collaborative, ranking) vectors estimated for poster-only movies, or None."""
+    if not version.has("cold_start"):
+        return None
+    d = version.arrays("cold_start", ("movie_ids", "collaborative", "ranking"))
+    try:
+        return Vectors(d["movie_ids"], d["collaborative"]), Vectors(d["movie_ids"], d["ranking"])
+    except ValueError as exc:
+        raise version.invalid(version_artifact("cold_start"), str(exc)) from None
+
+
+def version_artifact(key: str):
+    from catalog.version import artifact
+
+    return artifact(key)
+
+
+def stack(base: Vectors, extra: Vectors | None) -> Vectors:
+    """``base`` plus the rows of ``extra`` whose ids it lacks."""
+    if extra is None or len(extra) == 0:
+        return base
+    keep = ~np.isin(extra.ids, base.ids)
+    return Vectors(np.concatenate([base.ids, extra.ids[keep]]), np.vstack([base.values, extra.values[keep]]))
+
+
+def text_vectors(version: ModelVersion):
+    """The rating model's vectors and the ranking model over them (numpy, no TensorFlow), or (None, None)."""
+    if not version.has("text_model"):
+        return None, None
+    from text_model import RatingVectors, RankingVectors
+
+    rating = RatingVectors.load(version)
+    ranking = RankingVectors.load(version, rating) if version.has("ranking") else None
+    return rating, ranking
+
+
+def movies_of(home: Path, version: ModelVersion):
+    """The model's catalogue (movies frame), checked against the dataset the model was made from."""
+    from catalog import dataset_checksum, load_movies
+
+    name = version.manifest.get("dataset")
+    if not name:
+        raise ArtifactError(f"{version.path}: the manifest names no dataset; run `posterec train` first")
+    want = version.manifest.get("dataset_checksum")
+    if want:
+        have = dataset_checksum(home, name)
+        if have is not None and have != want:
+            raise ArtifactError(f"model {version.name} was made from another copy of {name} than the one in "
+                                f"{Path(home) / 'data' / name}; retrain with `posterec train --dataset {name}`, "
+                                f"or `posterec download --dataset {name} --force --source` the old copy back")
+    return load_movies(home, name)
+
+
+# -- train ---------------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    version: ModelVersion
+    metrics: dict = field(default_factory=dict)
+
+
+def train(home, dataset: str, split: str = "none", seed: int = 0, test_pairs=None, config: str = "best",
+          epochs: int | None = None, verbose: int = 2, announce=print) -> TrainResult:
+    """Fit the rating and ranking models on ``split``'s training part and write a new version.
+
+    ``split="none"`` trains on every rating (a model for use); any other split, or ``test_pairs``,
+    makes an evaluation model (``purpose: evaluation`` in the manifest) that knows only its
+    training ratings, its seen set included.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from catalog import load_dataset, make_split
+    from text_model import get_config
+    from text_model.artifacts import save_trained
+    from text_model.evaluation import rating_metrics
+    from text_model.trainer import fit_text_model
+
+    home = Path(home)
+    data = load_dataset(home, dataset)
+    chosen = make_split(data.ratings, split, seed, test_pairs=test_pairs)
+    cfg = get_config(config).with_overrides(epochs=epochs)
+    announce(f"training text_model ({cfg.name}) on {data.name}: {len(chosen.train)} train / "
+             f"{len(chosen.test)} test ratings ({chosen.name}, seed {chosen.seed})")
+    tm = fit_text_model(data, chosen.train, cfg, seed=seed, verbose=verbose)
+    metrics = {"fit_seconds": round(tm.fit_seconds, 2)}
+    if len(chosen.test):
+        known = np.isin(chosen.test["user_id"].to_numpy(), tm.vocab.user_ids) & \
+            np.isin(chosen.test["movie_id"].to_numpy(), tm.vocab.movie_ids)
+        test = chosen.test[known]
+        if len(test):
+            metrics.update(rating_metrics(tm, test["user_id"], test["movie_id"], test["rating"]))
+    store = ModelStore(home)
+    with store.new_version() as writer:
+        if writer.manifest.get("dataset") not in (None, data.name):
+            for key in ("visual", "cold_start", "index"):  # posters of another dataset
+                writer.drop(key)
+            writer.manifest["stages"].pop("embed", None)
+            writer.manifest["stages"].pop("build-index", None)
+        save_trained(writer, tm, data, chosen, metrics, home)
+    return TrainResult(store.open_current(), metrics)
+
+
+# -- embed ---------------------------------------------------------------------------------------
+@dataclass
+class EmbedSummary:
+    version: ModelVersion
+    result: object              # vision_model.EmbedResult
+    n_catalogue: int
+    missing: list[int]
+    strangers: list[int]
+
+
+def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = True) -> EmbedSummary:
+    """Embed the poster store's usable posters of ``dataset`` into a new version's ``visual`` artifact."""
+    from catalog import DatasetError, load_movies
+    from posters import PosterStore
+    from vision_model import embed_posters
+
+    home = Path(home)
+    movies = load_movies(home, dataset)
+    catalogue = {int(m) for m in movies["movie_id"]}
+    store = PosterStore(home, dataset)
+    entries = store.entries()
+    strangers = sorted(e.movie_id for e in entries if e.movie_id not in catalogue)
+    entries = [e for e in entries if e.movie_id in catalogue]
+    if not entries:
+        raise DatasetError(f"no ok posters for {dataset} in {store.dir}: run `posterec scrape-posters "
+                           f"--dataset {dataset}` or `posterec import-posters DIR --dataset {dataset}` first")
+    result = embed_posters(entries, config, cache_dir=home / "cache" / "embeddings", runtime=runtime)
+    if len(result.vectors) == 0:
+        raise DatasetError(f"none of the {len(entries)} posters of {dataset} could be decoded "
+                           f"(first: movie {result.failed[0].movie_id}: {result.failed[0].error})")
+    missing = sorted(catalogue - {e.movie_id for e in entries})
+    models = ModelStore(home)
+    with models.new_version() as writer:
+        if writer.manifest.get("dataset") not in (None, dataset):
+            raise DatasetError(f"the current model is for {writer.manifest['dataset']}, not {dataset}: "
+                               f"train a {dataset} model first, or embed --dataset {writer.manifest['dataset']}")
+        writer.write_arrays("visual", inputs={"posters": posters_digest(entries), "config": config.cache_key()},
+                            movie_ids=result.vectors.ids, values=result.vectors.values)
+        writer.set_stage("embed", {
+            **config.to_dict(), "dataset": dataset, "dim": result.vectors.dim, "n": len(result.vectors),
+            "cache_key": config.cache_key(), "runtime": runtime, "n_catalogue": len(catalogue),
+            "missing": missing, "failed": [{"movie_id": f.movie_id, "error": f.error} for f in result.failed],
+        })
+        writer.manifest.setdefault("dataset", dataset)
+    return EmbedSummary(models.open_current(), result, len(catalogue), missing, strangers)
+
+
+def posters_digest(entries) -> str:
+    """One checksum of the posters embedded (movie id and sha256 of each), to tell when they change."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for e in sorted(entries, key=lambda e: e.movie_id):
+        h.update(f"{e.movie_id}:{e.sha256}\n".encode())
+    return h.hexdigest()
+
+
+# -- build-index ---------------------------------------------------------------------------------
+def fusion_blocks(rating, visual: Vectors | None, cold: tuple[Vectors, Vectors] | None) -> dict[str, Vectors]:
+    """The blocks fused into one space: the rating towers' movie vectors (with the cold-start
+    estimates of poster-only movies) and the poster embeddings."""
+    blocks = {}
+    if rating is not None:
+        blocks["collaborative"] = stack(rating.movies, None if cold is None else cold[0])
+    if visual is not None:
+        blocks["visual"] = visual
+    return blocks
+
+
+def weights_for(blocks: dict, visual_weight: float) -> dict[str, float]:
+    return {b: (visual_weight if b == "visual" else 1.0 - visual_weight) for b in blocks}
+
+
+def _cold_start_features(visual: Vectors, movies) -> tuple[Vectors, list[str]]:
+    from fusion import genre_vectors, stack_features, year_vectors
+
+    if movies is None:
+        return visual, ["visual"]
+    ids = movies["movie_id"].to_numpy()
+    genres = {int(m): tuple(g) for m, g in zip(ids, movies["genres"])}
+    vocabulary = sorted({g for gs in genres.values() for g in gs})
+    extra, names = [genre_vectors(genres, vocabulary)], ["genres"]
+    if "year" in movies:
+        extra.append(year_vectors({int(m): (None if y != y else float(y))
+                                   for m, y in zip(ids, movies["year"].astype("float64"))}))
+        names.append("year")
+    features = stack_features(visual, *extra)
+    if len(np.setdiff1d(visual.ids, features.ids)):
+        return visual, ["visual"]
+    return features, ["visual", *names]
+
+
+def estimate_cold_start(rating, ranking, visual: Vectors, movies) -> tuple[tuple[Vectors, Vectors] | None, dict]:
+    """Collaborative and ranking vectors for the movies that have a poster but no ratings: ridge
+    maps from poster + genres + year, fit on the movies that have both (alpha by 5-fold validation)."""
+    from fusion import ColdStartMap, select_alpha
+
+    poster_only = np.setdiff1d(visual.ids, rating.movies.ids)
+    info: dict = {"estimated": 0}
+    if not len(poster_only) or len(np.intersect1d(visual.ids, rating.movies.ids)) < 2:
+        return None, info
+    features, names = _cold_start_features(visual, movies)
+
+    def mapped(targets: Vectors, users: Vectors | None):
+        try:
+            alpha, _ = select_alpha(features, targets, users)
+        except ValueError:  # too few movies with both for 5-fold validation
+            alpha = 1.0
+        m = ColdStartMap(alpha=alpha).fit(features, targets)
+        return m.predict(features.subset(poster_only)), m
+
+    collab, cmap = mapped(rating.movies, None)
+    ranked = (ranking.ranking_movies, ranking.ranking_users) if ranking is not None else \
+        (rating.scoring_movies, rating.scoring_users)
+    rank, _ = mapped(*ranked)
+    info.update(estimated=int(len(poster_only)), features=names, fit_on=cmap.n_fit, alpha=cmap.alpha)
+    return (collab, rank), info
+
+
+def build_index(home, visual_weight: float | None = None, kind: str = "flat", add: bool = False,
+                cold_start: bool = True) -> dict:
+    """Fuse the current version's blocks, index them and write a new CURRENT version.
+
+    Any error (missing inputs, a dimension mismatch, a crash midway) leaves CURRENT as it was.
+    Returns the stage's manifest entry plus ``version`` and ``added``.
+    """
+    from fusion import fuse, fusion_summary
+    from index import MovieIndex, MovieMetadata
+
+    home = Path(home)
+    store = ModelStore(home)
+    current = store.open_current()
+    rating, ranking = text_vectors(current)
+    visual = visual_vectors(current)
+    if rating is None and visual is None:
+        raise ArtifactError(f"{current.path}: no rating model and no poster embeddings; run `posterec train` "
+                            f"and/or `posterec embed` first")
+    previous = current.stage("build-index")
+    if add and visual_weight is None and previous.get("visual_weight") is not None:
+        w = float(previous["visual_weight"])
+    else:
+        w = DEFAULT_VISUAL_WEIGHT if visual_weight is None else float(visual_weight)
+    movies = movies_of(home, current)
+    cold, cold_info = None, {"estimated": 0}
+    if cold_start and rating is not None and visual is not None and w < 1.0:
+        cold, cold_info = estimate_cold_start(rating, ranking, visual, movies)
+    blocks = fusion_blocks(rating, visual, cold)
+    weights = weights_for(blocks, w)
+    fused = fuse(blocks, weights)
+    summary = fusion_summary(blocks, weights, fused)
+    metadata = MovieMetadata.from_movies(movies)
+    added = len(fused)
+    if add:
+        if not current.has("index"):
+            raise ArtifactError(f"model {current.name} has no index to add to; run `posterec build-index` without --add")
+        index = MovieIndex.load(current, previous.get("index") or {}, metadata=metadata)
+        if index.dim != fused.dim:
+            raise ArtifactError(f"the index of model {current.name} has dimension {index.dim} but the fused vectors "
+                                f"now have {fused.dim}; run `posterec build-index` without --add to rebuild")
+        if abs(float(previous.get("visual_weight", w)) - w) > 1e-9:
+            raise ArtifactError(f"the index was built with visual weight {previous.get('visual_weight')}, not {w}; "
+                                f"--add cannot change weights: run `posterec build-index` without --add")
+        new_ids = np.setdiff1d(fused.ids, index.movie_ids)
+        index.add(fused.subset(new_ids))
+        added = int(len(new_ids))
+    else:
+        index = MovieIndex.build(fused, kind=kind, normalize=True, metadata=metadata)
+    with store.new_version() as writer:
+        writer.drop("cold_start")
+        if cold is not None:
+            writer.write_arrays("cold_start", movie_ids=cold[0].ids, collaborative=cold[0].values,
+                                ranking=cold[1].values)
+        entry = {"visual_weight": w, "fusion": summary, "cold_start": cold_info,
+                 "missing_blocks": [b for b in FUSED_BLOCKS if b not in blocks], "added": added}
+        entry["index"] = index.save(writer)
+        writer.set_stage("build-index", entry)
+    version = store.open_current()
+    return {**entry, "version": version.name}
+
+
+# -- what is stale -------------------------------------------------------------------------------
+def stale(home, dataset: str, poster_entries=None, vision_config=None) -> dict[str, str | None]:
+    """For each stage, why it must run again (or None when current), from the manifest's recorded inputs."""
+    from catalog import dataset_checksum
+
+    store = ModelStore(home)
+    out: dict[str, str | None] = {"train": None, "embed": None, "build-index": None}
+    try:
+        current = store.open_current()
+    except PosterecError as exc:
+        return {stage: str(exc) for stage in out}
+    m = current.manifest
+    if not current.has("text_model") or m.get("dataset") != dataset:
+        out["train"] = f"no rating model for {dataset}"
+    elif m.get("dataset_checksum") != dataset_checksum(home, dataset):
+        out["train"] = f"the {dataset} copy changed since version {current.name} was trained"
+    elif m.get("purpose") == "evaluation":
+        out["train"] = "the current model is an evaluation model (trained on a split)"
+    if poster_entries:
+        record = current.files.get(version_artifact("visual").file) if current.has("visual") else None
+        inputs = (record or {}).get("inputs", {})
+        if record is None:
+            out["embed"] = "no poster embeddings"
+        elif inputs.get("posters") != posters_digest(poster_entries):
+            out["embed"] = "the posters changed since they were embedded"
+        elif vision_config is not None and inputs.get("config") != vision_config.cache_key():
+            out["embed"] = "another backbone configuration was asked for"
+    if out["train"] or out["embed"] or not current.has("index"):
+        out["build-index"] = out["train"] or out["embed"] or "no index"
+    return out
