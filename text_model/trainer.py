@@ -11,6 +11,7 @@ import numpy as np
 
 from catalog import Interactions
 
+from . import memory
 from .config import TextModelConfig
 from .model import TextModel
 from .ranking import ranking_for
@@ -18,9 +19,11 @@ from .vocabulary import Vocabulary
 
 
 def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbose: int = 1,
-                   run_eagerly: bool = False) -> TextModel:
+                   run_eagerly: bool = False, memory_budget: float | None = None) -> TextModel:
     """Fit on the ``train`` ratings of ``dataset``; a slice of them is held out for validation.
 
+    Refuses first (`text_model.memory.MemoryBudgetError`, one line) a run whose estimated peak
+    memory exceeds ``memory_budget`` bytes (default: what the machine has available).
     ``run_eagerly`` skips graph tracing (seconds): only worth it for tiny data such as tests.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -30,6 +33,7 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     if len(train) == 0:
         raise ValueError("no training ratings")
     vocab = Vocabulary.build(dataset, config.min_word_count, max(config.cnn_windows))
+    memory.check(len(train), len(vocab.user_ids), len(vocab.movie_ids), config, budget=memory_budget)
     users = vocab.user_rows(train["user_id"].to_numpy(np.int64))
     movies = vocab.movie_rows(train["movie_id"].to_numpy(np.int64))
     y = train["rating"].to_numpy(np.float32)
@@ -66,7 +70,7 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
 
         return ds.batch(config.batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
 
-    callbacks, val = [], None
+    callbacks, val = [_EpochTimer()], None
     if is_val.any():
         val = pipeline(is_val, False)
         if config.early_stopping_patience:
@@ -77,8 +81,9 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
                      verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
     seconds = time.perf_counter() - start
     counts = np.bincount(movies[fit], minlength=len(vocab.movie_ids)).astype(np.int64)
-    tm = TextModel(config, vocab, model, (float(y.min()), float(y.max())), counts,
-                   history={k: [float(v) for v in vals] for k, vals in hist.history.items()},
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    history["epoch_seconds"] = [round(t, 3) for t in callbacks[0].seconds]
+    tm = TextModel(config, vocab, model, (float(y.min()), float(y.max())), counts, history=history,
                    fit_seconds=seconds)
     # the ranking model, fit on the same training pairs and chosen on the same validation slice
     ids_u, ids_m = vocab.user_ids[users], vocab.movie_ids[movies]
@@ -94,3 +99,22 @@ def _build(config, vocab, dataset, global_mean, interactions):
     return build_model(config, vocab.sizes, vocab.max_genres, vocab.title_len,
                        vocab.user_table(dataset.users), vocab.movie_table(dataset.movies), global_mean,
                        interactions)
+
+
+def _EpochTimer():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Wall seconds of each epoch, its validation pass included."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
