@@ -116,15 +116,24 @@ def _pruned_top(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     bound = np.partition(scores[:, ::stride], -k, axis=1)[:, -k]
     keep = scores >= bound[:, None]  # a -inf bound (too many excluded) keeps everything
     counts = keep.sum(axis=1)
-    width = int(counts.max())
-    if width > m // 4:
+    wide = counts > m // 4  # pruning would not pay: those rows go to top_n whole
+    if wide.all():
         return top_n(scores, n)
+    cols_out = np.empty((q, n), np.int64)
+    vals_out = np.empty((q, n), np.float64)
+    if wide.any():
+        cols_out[wide], vals_out[wide] = top_n(scores[wide], n)
+    narrow = np.flatnonzero(~wide)
+    keep, counts = keep[narrow], counts[narrow]
+    width = int(counts.max())
     rows, cols = np.nonzero(keep)  # row-major: each row's columns ascending, so ties break alike
     first = np.repeat(np.cumsum(counts) - counts, counts)
     slot = np.arange(len(rows)) - first
-    cand = np.zeros((q, width), np.int64)
+    cand = np.zeros((len(narrow), width), np.int64)
     cand[rows, slot] = cols
-    vals = np.full((q, width), -np.inf, np.float32)
-    vals[rows, slot] = scores[rows, cols]
+    vals = np.full((len(narrow), width), -np.inf, np.float32)
+    vals[rows, slot] = scores[narrow[rows], cols]
     c, v = top_n(vals, n)
-    return np.where(c >= 0, np.take_along_axis(cand, np.maximum(c, 0), axis=1), -1), v
+    cols_out[narrow] = np.where(c >= 0, np.take_along_axis(cand, np.maximum(c, 0), axis=1), -1)
+    vals_out[narrow] = v
+    return cols_out, vals_out
