@@ -64,7 +64,7 @@ def load_index(version, entry: dict, metadata: MovieMetadata | None = None) -> M
     index = _deserialise(version, a, path.read_bytes())
     inner = faiss.downcast_index(index.index)
     if not isinstance(inner, _INNER[config.kind]) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise version.invalid(a, f"holds a {type(inner).__name__} (metric {inner.metric_type}), not the "
+        raise version.invalid(a, f"holds a FAISS {type(inner).__name__} (metric {inner.metric_type}), not the "
                                  f"inner-product {config.kind} index its manifest entry describes")
     ids = faiss.vector_to_array(index.id_map).astype(np.int64)
     if int(index.d) != int(entry["dim"]) or int(index.ntotal) != int(entry["count"]):
