@@ -5,15 +5,19 @@ similarities. ``kind="hnsw"`` (``IndexHNSWFlat``) or ``kind="ivf"`` (``IndexIVFF
 little recall for speed on large catalogues. ``normalize=False`` keeps raw inner products, for
 ranking vectors whose dot product is a predicted score.
 
-Exact (``flat``) searches take whichever path is faster, by batch size: below
-``exact_batch_from`` queries (default 20, where FAISS itself switches to its bundled BLAS) FAISS
-on one thread, which is the fast path for a single query; from there on numpy
-(`index.exact.exact_top`: blocked matmul + `catalog.top_n`), 1.5-5x faster than the faiss-cpu
-wheel's BLAS here (benchmarks/README.md). Both give the same hits up to ties.
+Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default):
+below ``BATCH`` (20) queries, FAISS on one thread, the fast path for single queries (FAISS's
+own SIMD scan; it only calls its bundled BLAS from 20 queries on). From 20 queries on, numpy
+(`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever was
+faster when measured once, at the first such batch, on 64 of the index's own vectors; an index
+of more than ``CALIBRATE_MAX_CELLS`` values skips the measurement and takes numpy, which was
+1.2-3.6x faster than the faiss-cpu wheel's BLAS at that size (benchmarks/README.md). Both paths
+give the same hits up to ties. ``set_search_options(exact_route="numpy"|"faiss")`` forces one.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, replace
 
 import faiss
@@ -27,8 +31,10 @@ from .topk import Exclude, allowed_ids, check_n, per_query, prepared_queries, pr
 
 KINDS = ("flat", "hnsw", "ivf")
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
-EXACT_BATCH_FROM = 20  # flat batches of at least this many queries go to numpy (see the module doc)
 SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
+BATCH = SMALL_BATCH    # flat searches of this many queries or more may go to numpy (see the module doc)
+CALIBRATE_MAX_CELLS = 10_000_000  # n * dim above which the numpy route is taken without measuring
+ROUTES = ("auto", "numpy", "faiss")
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ class MovieIndex:
         self.config = config
         self._columns = Columns(np.asarray(ids, dtype=np.int64))
         self.metadata = metadata
-        self.exact_batch_from = EXACT_BATCH_FROM
+        self.exact_route = "auto"
+        self._numpy_faster: bool | None = None  # measured once, at the first large flat batch
         self._tune()
 
     # -- building ------------------------------------------------------------------------
@@ -89,6 +96,7 @@ class MovieIndex:
             return
         self._index.add_with_ids(prepared_values(vectors, self.normalize, "MovieIndex.add"), vectors.ids)
         self._columns = Columns(np.concatenate([self._columns.ids, vectors.ids]))
+        self._numpy_faster = None
 
     # -- facts -----------------------------------------------------------------------------
     @property
@@ -154,9 +162,35 @@ class MovieIndex:
         allowed = allowed_ids(filter, self.metadata)
         if len(self) == 0:
             return single, [Hits.empty() for _ in q]
-        if self.kind == "flat" and len(q) >= self.exact_batch_from:
+        if self.kind == "flat" and self._numpy_route(len(q)):
             return single, self._exact(q, n, excludes, allowed)
         return single, self._faiss_top(q, n, excludes, allowed)
+
+    def _numpy_route(self, q: int) -> bool:
+        """Whether an exact search of ``q`` queries goes to numpy rather than FAISS."""
+        if self.exact_route != "auto":
+            return self.exact_route == "numpy"
+        if q < BATCH:
+            return False
+        if self._numpy_faster is None:
+            self._numpy_faster = self._measure_routes()
+        return self._numpy_faster
+
+    def _measure_routes(self, probe: int = 64, rounds: int = 3) -> bool:
+        """Time numpy and FAISS on ``probe`` of the stored vectors, alternating, medians."""
+        if len(self) * self.dim > CALIBRATE_MAX_CELLS:
+            return True
+        matrix = self._matrix()
+        q = np.array(matrix[np.random.default_rng(0).choice(len(matrix), min(probe, len(matrix)), replace=False)])
+        times: dict[str, list[float]] = {"numpy": [], "faiss": []}
+        for _ in range(rounds):
+            t = time.perf_counter()
+            exact_top(matrix, q, 10)
+            times["numpy"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _faiss_search(self._index, q, min(10, len(self)))
+            times["faiss"].append(time.perf_counter() - t)
+        return float(np.median(times["numpy"])) <= float(np.median(times["faiss"]))
 
     def _faiss_top(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
         total = len(self)
@@ -207,18 +241,24 @@ class MovieIndex:
 
     # -- tuning ----------------------------------------------------------------------------
     def set_search_options(self, ef_search: int | None = None, nprobe: int | None = None,
-                           exact_batch_from: int | None = None) -> None:
-        """Change HNSW ``ef_search`` or IVF ``nprobe`` (recall vs speed) for later searches, or the
-        batch size from which exact searches go to numpy (1: always numpy; a huge value: always FAISS)."""
+                           exact_route: str | None = None) -> None:
+        """Change HNSW ``ef_search`` or IVF ``nprobe`` (recall vs speed) for later searches, or how a
+        flat index searches: ``exact_route`` "auto" (see the module doc), "numpy" or "faiss" (always)."""
         if ef_search is not None:
             self.config = replace(self.config, ef_search=int(ef_search))
         if nprobe is not None:
             self.config = replace(self.config, nprobe=int(nprobe))
-        if exact_batch_from is not None:
-            if int(exact_batch_from) < 1:
-                raise ValueError(f"exact_batch_from must be at least 1, got {exact_batch_from}")
-            self.exact_batch_from = int(exact_batch_from)
+        if exact_route is not None:
+            if exact_route not in ROUTES:
+                raise ValueError(f"exact_route must be one of {', '.join(ROUTES)}, got {exact_route!r}")
+            self.exact_route = exact_route
         self._tune()
+
+    @property
+    def routes(self) -> dict:
+        """How exact searches are routed now: the setting and, once measured, the batch winner."""
+        winner = None if self._numpy_faster is None else ("numpy" if self._numpy_faster else "faiss")
+        return {"exact_route": self.exact_route, "batch_from": BATCH, "batch_winner": winner}
 
     def _tune(self) -> None:
         inner = faiss.downcast_index(self._index.index)

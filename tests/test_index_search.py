@@ -20,10 +20,8 @@ def make(impl: str, vectors: Vectors, normalize: bool = True, metadata=None) -> 
     kind = impl.split("-")[0]
     options = {"hnsw": {"ef_search": 2 * len(vectors) + 16}, "ivf": {"nprobe": 4096}}.get(kind, {})
     built = MovieIndex.build(vectors, kind=kind, normalize=normalize, metadata=metadata, **options)
-    if impl == "flat-faiss":
-        built.set_search_options(exact_batch_from=10**9)
-    elif impl == "flat-numpy":
-        built.set_search_options(exact_batch_from=1)
+    if impl in ("flat-faiss", "flat-numpy"):
+        built.set_search_options(exact_route=impl.split("-")[1])
     return built
 
 
@@ -101,17 +99,31 @@ def test_exact_batch_routes_equal_brute_force_including_ties(normalize):
         assert got.movie_ids.tolist() == exp.movie_ids.tolist()
 
 
-def test_flat_batches_go_to_numpy_and_single_queries_to_faiss(monkeypatch):
-    calls = []
+@pytest.mark.parametrize("numpy_faster", [True, False])
+def test_flat_batches_take_the_measured_route_and_single_queries_faiss(monkeypatch, numpy_faster):
+    calls, measured = [], []
     real = index.movie_index.exact_top
     monkeypatch.setattr(index.movie_index, "exact_top", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
+    monkeypatch.setattr(MovieIndex, "_measure_routes", lambda self: measured.append(1) or numpy_faster)
     v = random_vectors(n=2000)
     top = MovieIndex.build(v)
     top.search(v.values[0], n=5)
     top.search(v.values[:19], n=5)
-    assert calls == []
+    assert calls == [] and measured == [] and top.routes["batch_winner"] is None
     top.search(v.values[:20], n=5)
-    assert calls == [20]
+    top.search(v.values[:64], n=5)
+    assert calls == ([20, 64] if numpy_faster else []) and measured == [1]  # measured once
+    assert top.routes == {"exact_route": "auto", "batch_from": 20, "batch_winner": "numpy" if numpy_faster else "faiss"}
+    with pytest.raises(ValueError, match="exact_route"):
+        top.set_search_options(exact_route="gpu")
+
+
+def test_route_measurement_runs_and_big_indexes_skip_it(monkeypatch):
+    top = MovieIndex.build(random_vectors(n=500))
+    assert top._measure_routes() in (True, False)
+    monkeypatch.setattr(index.movie_index, "CALIBRATE_MAX_CELLS", 100)
+    monkeypatch.setattr(index.movie_index, "_faiss_search", lambda *a: pytest.fail("measured a big index"))
+    assert top._measure_routes() is True
 
 
 def test_pruned_kernel_equals_top_n_with_ties(monkeypatch):
