@@ -227,7 +227,7 @@ def test_rebuild_swaps_while_queries_keep_answering(client, monkeypatch):
     assert versions == {"fake-v1", "fake-v2"}  # answered by the old model, then by the new
     assert client.get("/health").json()["version"] == "fake-v2"
     # the new model uses the weight the rebuild was asked for
-    assert client.app.state.posterec.recommender.default_weight == 0.25
+    assert client.app.state.posterec.recommender.default_visual_weight == 0.25
 
 
 def test_failed_rebuild_keeps_the_old_model(client, home, monkeypatch):
