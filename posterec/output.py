@@ -1,11 +1,16 @@
 """Printing results: ``--json`` objects and plain tables."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 
 import numpy as np
+
+# The most results one query may ask for: `posterec.recommender.Recommender` refuses more (its
+# MAX_N is the same number), so the CLI refuses it as a usage error before loading anything.
+MAX_N = 1000
 
 
 def _plain(obj):
@@ -36,9 +41,7 @@ def emit_json(obj, stream=None) -> None:
 
 
 def positive_int(text: str) -> int:
-    """argparse type for counts such as ``-n``: a whole number >= 1."""
-    import argparse
-
+    """argparse type for sizes such as ``--workers`` or ``--batch-size``: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -46,3 +49,16 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def count(text: str) -> int:
+    """argparse type for result counts (``-n``): a whole number from 1 to `MAX_N`."""
+    value = positive_int(text)
+    check_count(value)
+    return value
+
+
+def check_count(value: int) -> None:
+    """Raise argparse.ArgumentTypeError when ``value`` is above `MAX_N`."""
+    if value > MAX_N:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_N}, got {value}")
