@@ -39,8 +39,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tests"))  # the planted fixture and the fake live with the tests
 
-from common import machine, record  # noqa: E402
-from serve_load import Connection  # noqa: E402  (the small keep-alive HTTP/1.1 client)
+from common import machine, record
+from serve_load import Connection  # the small keep-alive HTTP/1.1 client
 
 TOKEN_ENV = "POSTEREC_ADMIN_TOKEN"
 

@@ -41,7 +41,7 @@ def _client(home, monkeypatch, token: str | None, loader=FakeRecommender.load):
         monkeypatch.delenv(TOKEN_ENV, raising=False)
     else:
         monkeypatch.setenv(TOKEN_ENV, token)
-    quick = lambda h, visual_weight=None: fake_rebuild(h, visual_weight, delay=0)  # noqa: E731
+    quick = lambda h, visual_weight=None: fake_rebuild(h, visual_weight, delay=0)
     return TestClient(create_app(home, loader=loader, rebuilder=quick), raise_server_exceptions=False)
 
 
