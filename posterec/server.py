@@ -284,9 +284,9 @@ def _default_loader(home):
 
 
 def _default_rebuilder(home, visual_weight=None):
-    from .recommender import rebuild
+    from .pipeline import build_index
 
-    return rebuild(home, visual_weight=visual_weight)
+    return build_index(home, visual_weight=visual_weight)
 
 
 # ---------------------------------------------------------------- helpers
