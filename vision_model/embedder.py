@@ -54,7 +54,7 @@ def describe_failure(path: str | os.PathLike) -> str:
             if img.width < 1 or img.height < 1:
                 return "image has no pixels"
     except UnidentifiedImageError:
-        return f"not an image (starts with {head[:8]!r})"
+        return "not an image (unrecognised data; its bytes are not quoted)"
     except Exception as exc:  # truncated / corrupt data
         return f"corrupt image ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     return "the decoder rejected it"
