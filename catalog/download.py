@@ -286,8 +286,9 @@ class Dependents:
         if not self.versions:
             return None
         n = len(self.versions)
-        cur = f", including CURRENT ({self.current})" if self.current else ""
-        return (f"warning: {n} model version{'s' if n != 1 else ''}{cur} were made from the {name} copy "
+        cur = f", including CURRENT ({self.current})," if self.current else ""
+        return (f"warning: {n} model version{'s' if n != 1 else ''}{cur} {'were' if n != 1 else 'was'} made "
+                f"from the {name} copy "
                 f"just replaced; retrain (`posterec train --dataset {name}`), or `download` the old copy back")
 
 
