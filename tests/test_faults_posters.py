@@ -266,3 +266,91 @@ def test_import_refuses_links_and_never_copies_their_bytes(tmp_path):
     assert sorted(rows) == [1, 9]
     assert rows[9]["status"] == "invalid" and "text" in rows[9]["error"]
     assert not store.path(5).exists() and not store.path(6).exists()
+
+
+# -- 3. kill -9 during embed: the cache keeps finished batches and stays readable ---------------
+EMBED_CHILD = r"""
+import os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from pathlib import Path
+from typing import NamedTuple
+import keras
+from vision_model import PosterEmbedder, VisionConfig, embed_posters
+
+class Entry(NamedTuple):
+    movie_id: int
+    path: Path
+    sha256: str
+
+model_file, cache_dir, listing = sys.argv[1:4]
+entries = [Entry(int(m), Path(p), s) for m, p, s in (line.split("\t") for line in Path(listing).read_text().splitlines())]
+config = VisionConfig(image_size=32, batch_size=4)
+embedder = PosterEmbedder(config, model=keras.models.load_model(model_file), runtime="keras")
+run = embedder._run
+def slow(images):  # a real backbone takes this long per batch; the tiny one needs help
+    time.sleep(0.05)
+    return run(images)
+embedder._run = slow
+print("start", flush=True)
+r = embed_posters(entries, config, cache_dir=cache_dir, embedder=embedder, progress=False, checkpoint_every=0)
+print("done", r.n_embedded, r.n_cached, flush=True)
+"""
+
+
+def test_kill_9_during_embed_then_rerun_finishes_from_the_cache(tmp_path):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+
+    from vision_model import PosterEmbedder, VisionConfig, embed_posters
+    from vision_model.cache import EmbeddingCache
+
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    config = VisionConfig(image_size=32, batch_size=4)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.UnitNormalization()])
+    model_file = tmp_path / "tiny.keras"
+    model.save(model_file)
+    folder = tmp_path / "posters"
+    folder.mkdir()
+    listing, entries = [], []
+    from typing import NamedTuple
+
+    class Entry(NamedTuple):
+        movie_id: int
+        path: Path
+        sha256: str
+
+    for m in range(1, 121):
+        data = jpeg_bytes(40 + m % 30, 60 + m // 30, color=(m * 2 % 256, 40, 200))
+        p = folder / f"{m}.jpg"
+        p.write_bytes(data)
+        e = Entry(m, p, hashlib.sha256(data).hexdigest())
+        entries.append(e)
+        listing.append(f"{m}\t{p}\t{e.sha256}")
+    (tmp_path / "entries.tsv").write_text("\n".join(listing) + "\n")
+    cache_dir = tmp_path / "cache"
+    child = tmp_path / "child.py"
+    child.write_text(EMBED_CHILD)
+    proc = subprocess.Popen([sys.executable, str(child), str(model_file), str(cache_dir), str(tmp_path / "entries.tsv")],
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    cache = EmbeddingCache(cache_dir, config.cache_key())
+    deadline = time.monotonic() + 60
+    while not cache.part_paths() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 0.8))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"seed {seed}: the embed finished before the kill"
+    survived = len(EmbeddingCache(cache_dir, config.cache_key()))
+    assert 0 < survived < len(entries), f"seed {seed}"
+    embedder = PosterEmbedder(config, model=keras.models.load_model(model_file), runtime="keras")
+    rerun = embed_posters(entries, config, cache_dir=cache_dir, embedder=embedder, progress=False)
+    assert rerun.n_cached == survived and rerun.n_embedded == len(entries) - survived, f"seed {seed}"
+    fresh = embed_posters(entries, config, embedder=embedder, progress=False)
+    np.testing.assert_allclose(rerun.vectors.values, fresh.vectors.values, atol=1e-5)
+    again = EmbeddingCache(cache_dir, config.cache_key())
+    assert len(again) == len(entries) and not again.part_paths()
