@@ -194,8 +194,8 @@ def check_ratings(frame: pd.DataFrame, path: Path, scale, name: str, encoding: s
     """Refuse, naming the file and line, ratings that parse but cannot be right: none at all,
     a (user, movie) pair twice, or a rating off ``scale`` = (lowest, highest, step).
 
-    O(n) when the file is sorted by (user, movie), as the big releases are; otherwise one sort
-    of an int64 key (about 2 s for 25M rows)."""
+    O(n) when the file is sorted by (user, movie), as the big releases are (0.3 s for 25M
+    rows); otherwise one sort of an int64 key (about 2.5 s for 25M shuffled rows)."""
     n = len(frame)
     if n == 0:
         raise DatasetError(_no_ratings(path, header))
@@ -211,7 +211,10 @@ def check_ratings(frame: pd.DataFrame, path: Path, scale, name: str, encoding: s
     key = (frame["user_id"].to_numpy().astype(np.int64) << 32) | \
         frame["movie_id"].to_numpy().astype(np.int64) & 0xFFFFFFFF
     if n > 1 and not bool(np.all(key[1:] > key[:-1])):  # sorted and unique: the common case
-        order = np.argsort(key, kind="stable")
+        sk = np.sort(key)
+        if bool(np.all(sk[1:] != sk[:-1])):
+            return
+        order = np.argsort(key, kind="stable")   # only now: which rows, to name their lines
         sk = key[order]
         same = np.flatnonzero(sk[1:] == sk[:-1])
         if len(same):
