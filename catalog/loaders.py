@@ -171,7 +171,7 @@ def rating_scale(name: str, fmt: str) -> tuple[float, float, float]:
 
 def _data_lines(path: Path, encoding: str, header: bool, rows) -> dict[int, int]:
     """Line numbers of the data rows ``rows`` (0-based, blank lines not counted)."""
-    want, out, k = set(int(r) for r in rows), {}, -1
+    want, out, k = {int(r) for r in rows}, {}, -1
     with open(path, encoding=encoding, errors="replace", newline="") as fh:
         for lineno, line in enumerate(fh, 1):
             if (header and lineno == 1) or not line.strip():
@@ -225,7 +225,7 @@ def check_ratings(frame: pd.DataFrame, path: Path, scale, name: str, encoding: s
             u, m = int(frame["user_id"].iat[k]), int(frame["movie_id"].iat[k])
             raise DatasetError(f"{path.name} line {lines.get(k, '?')}: user {u} rated movie {m} again "
                                f"(first on line {lines.get(first, '?')}); {name} has one rating per "
-                               f"user and movie ({int(len(same))} such repeats in all)")
+                               f"user and movie ({len(same)} such repeats in all)")
 
 
 class _ByteRange(io.RawIOBase):

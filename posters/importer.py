@@ -130,7 +130,7 @@ def _read_regular(path: Path, max_bytes: int) -> tuple[int, bytes | None]:
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(path, flags)
-    except OSError as exc:
+    except OSError:
         if os.path.islink(path):
             raise _Refused("a symbolic link (only regular files are imported)") from None
         raise

@@ -4,7 +4,6 @@ leaves nothing under the home."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import zipfile
 from pathlib import Path

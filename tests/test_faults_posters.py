@@ -14,11 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_tmdb import FakeTmdb, Reply, jpeg_bytes
 from PIL import Image
 
-from fake_tmdb import FakeTmdb, Reply, jpeg_bytes
-from posters import (FetchConfig, ImageLimits, PosterStore, StoreBusy, UrlSource, import_posters,
-                     scrape_posters)
+from posters import (
+    FetchConfig,
+    ImageLimits,
+    PosterStore,
+    StoreBusy,
+    UrlSource,
+    import_posters,
+    scrape_posters,
+)
 from posters.store import TEMP_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -354,3 +361,27 @@ def test_kill_9_during_embed_then_rerun_finishes_from_the_cache(tmp_path):
     np.testing.assert_allclose(rerun.vectors.values, fresh.vectors.values, atol=1e-5)
     again = EmbeddingCache(cache_dir, config.cache_key())
     assert len(again) == len(entries) and not again.part_paths()
+
+
+def test_import_takes_the_same_lock(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "1.jpg").write_bytes(jpeg_bytes())
+    store = PosterStore(tmp_path / "home", "ml-100k")
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with store.writer_lock(command="posterec scrape-posters --dataset ml-100k"):
+            held.set()
+            done.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
+    try:
+        with pytest.raises(StoreBusy, match="scrape-posters"):
+            import_posters(store, folder, progress=False, wait=False)
+    finally:
+        done.set()
+        t.join()
+    assert import_posters(store, folder, progress=False, wait=False).counts["ok"] == 1

@@ -361,7 +361,9 @@ def test_checkpoints_are_merged_and_two_runs_keep_each_others_rows(tmp_path):
     from vision_model.cache import EmbeddingCache
 
     a, b = EmbeddingCache(tmp_path, "k"), EmbeddingCache(tmp_path, "k")
-    v = lambda x: np.full(4, x, np.float32)  # noqa: E731
+    def v(x):
+        return np.full(4, x, np.float32)
+
     assert len(a) == 0 and len(b) == 0
     a.add({"s1": v(1)})
     b.add({"s2": v(2)})

@@ -18,6 +18,8 @@ import fcntl
 import logging
 import os
 import time
+import zipfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,7 +60,7 @@ class EmbeddingCache:
                 raise ValueError("non-finite values")
         except FileNotFoundError:
             return {}
-        except Exception as exc:  # BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError...
+        except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("embedding cache %s is unreadable (%s: %s); discarding it, its posters will be "
                         "embedded again", path, type(exc).__name__, " ".join(str(exc).split())[:200])
             try:
