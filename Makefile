@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SHARED ?= ../shared
+PORT ?= 8000
 # With no network, point the demo at local copies: `make demo DEMO_ARGS="--dataset ml-100k --source DIR --posters DIR"`.
 # A checkout that has ../shared beside it (the project's offline data) uses it by default.
 ifeq ($(origin DEMO_ARGS), undefined)
@@ -23,7 +24,7 @@ $(BIN)/posterec: pyproject.toml
 venv: $(BIN)/posterec
 
 demo: venv
-	$(BIN)/posterec demo $(DEMO_ARGS)
+	$(BIN)/posterec demo $(DEMO_ARGS) --port $(PORT)
 
 test: venv
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)

@@ -1,10 +1,17 @@
-"""MovieIndex (FAISS) vs numpy brute force, approximate indexes at 1M, rebuild and cold-load time.
+"""Exact search: numpy vs FAISS vs the routed `MovieIndex` path; approximate indexes at 1M; rebuild and cold load.
 
-    /work/venv/bin/python benchmarks/index_search.py                 # full run (a few minutes on 2 cores)
-    /work/venv/bin/python benchmarks/index_search.py --quick         # 4k and 100k only, no 1M
+    python benchmarks/index_search.py                 # full run (several minutes on 2 cores)
+    python benchmarks/index_search.py --quick         # 4k and 100k only, no 1M
 
-Prints medians and ratios with the CPU, thread count and library versions, and appends one JSON
-line to benchmarks/results/index.jsonl. Data are synthetic and clustered (a mixture of Gaussians,
+Exact top-10, three paths in one process, alternating rounds, medians:
+  numpy   the plain baseline: ``q @ M.T`` + ``argpartition`` + ``argsort`` of the n best;
+  faiss   `MovieIndex` forced onto FAISS ``IndexFlatIP.search`` for every batch size;
+  routed  `MovieIndex` as shipped: FAISS below 20 queries; from 20 on, numpy
+          (`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever
+          won when measured once at the first such batch (numpy unmeasured past 10M values).
+Every path is checked against `BruteForce` with `index.check_hits` (equal up to ties).
+Prints the machine (CPU, cores, load, library versions, FAISS threads) and appends one JSON line
+to benchmarks/results/index.jsonl. Data are synthetic and clustered (a mixture of Gaussians,
 like real embeddings), L2-normalised, so inner product = cosine.
 """
 from __future__ import annotations
@@ -20,19 +27,19 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(1, str(HERE))
 
 from catalog import Vectors  # noqa: E402
-from fusion import fuse  # noqa: E402
-from index import MovieIndex, search_exact  # noqa: E402
+from common import machine, record  # noqa: E402
+from index import BruteForce, MovieIndex, check_hits  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "index.jsonl"
 N_TOP = 10
+ROUNDS = 5
 
 
 def cpu_info() -> dict:
-    from common import machine
-
     return {**machine(), "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__}
 
 
@@ -58,13 +65,14 @@ def _queries(dim: int, q: int, seed: int) -> np.ndarray:
     return out
 
 
+def seconds(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
 def median_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.median([seconds(fn) for _ in range(repeat)]))
 
 
 def numpy_top(matrix: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
@@ -74,44 +82,57 @@ def numpy_top(matrix: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
     return np.take_along_axis(top, order, 1)
 
 
-def same_up_to_ties(a_ids, a_scores, b_ids, b_scores, atol=1e-4) -> bool:
-    if not np.allclose(a_scores, b_scores, atol=atol):
+def agrees(got, want) -> bool:
+    try:
+        check_hits(got, want, atol=1e-4)
+        return True
+    except AssertionError as exc:
+        print(f"  MISMATCH: {exc}", flush=True)
         return False
-    for x, y, s in zip(a_ids, b_ids, b_scores):
-        clear = s > s[-1] + atol
-        if set(x[clear]) != set(y[clear]):
-            return False
-    return True
 
 
-def flat_vs_numpy(n: int, dim: int, batch: int, singles: int) -> dict:
+def flat_paths(n: int, dim: int, batches: tuple[int, ...], singles: int) -> dict:
+    """numpy vs FAISS vs routed on one n x dim catalogue: single queries and each batch size."""
     data = clustered(n, dim, seed=0)
     ids = np.arange(n, dtype=np.int64) + 1
+    vectors = Vectors(ids, data)
     t = time.perf_counter()
-    index = MovieIndex.build(Vectors(ids, data))
+    routed = MovieIndex.build(vectors)
     build_s = time.perf_counter() - t
-    q = _queries(dim, max(batch, singles), seed=7)
-    # correctness: FAISS through MovieIndex == numpy brute force
-    hits = index.search(q[:batch], N_TOP)
-    ref = search_exact(data, ids, q[:batch], N_TOP)
-    exact_ok = same_up_to_ties(hits.movie_ids, hits.scores, ref.movie_ids, ref.scores)
-    # alternate candidate and baseline, 5 rounds, medians: load from other jobs hits both alike
-    t_sf, t_sn, t_bf, t_bn = [], [], [], []
-    for _ in range(5):
-        t_sf.append(median_time(lambda: [index.search(q[i], N_TOP) for i in range(singles)], 1) / singles)
-        t_sn.append(median_time(lambda: [numpy_top(data, q[i:i + 1], N_TOP) for i in range(singles)], 1) / singles)
-        t_bf.append(median_time(lambda: index.search(q[:batch], N_TOP), 1))
-        t_bn.append(median_time(lambda: numpy_top(data, q[:batch], N_TOP), 1))
-    single_faiss, single_numpy = float(np.median(t_sf)), float(np.median(t_sn))
-    batch_faiss, batch_numpy = float(np.median(t_bf)), float(np.median(t_bn))
-    row = {"n": n, "dim": dim, "batch": batch, "exact_equals_numpy": bool(exact_ok), "build_s": build_s,
-           "single_ms_faiss": single_faiss * 1e3, "single_ms_numpy": single_numpy * 1e3,
-           "single_speedup": single_numpy / single_faiss,
-           "batch_qps_faiss": batch / batch_faiss, "batch_qps_numpy": batch / batch_numpy,
-           "batch_speedup": batch_numpy / batch_faiss}
-    print(f"flat  n={n:>8} dim={dim:>5}: exact==numpy {exact_ok}; single {row['single_ms_faiss']:.2f} ms vs numpy "
-          f"{row['single_ms_numpy']:.2f} ms (x{row['single_speedup']:.2f}); batch {batch}: "
-          f"{row['batch_qps_faiss']:.0f} vs {row['batch_qps_numpy']:.0f} q/s (x{row['batch_speedup']:.2f})", flush=True)
+    forced = MovieIndex.build(vectors)
+    forced.set_search_options(exact_route="faiss")  # FAISS for every batch size
+    q = _queries(dim, max(max(batches), singles), seed=7)
+    want = BruteForce.build(vectors).search(q[:max(batches)], N_TOP)
+    exact = {"routed": agrees(routed.search(q[:max(batches)], N_TOP), want),
+             "faiss": agrees(forced.search(q[:max(batches)], N_TOP), want),
+             "routed_single": agrees([routed.search(q[i], N_TOP) for i in range(singles)], want[:singles])}
+    paths = {"numpy": lambda b: numpy_top(data, b, N_TOP), "faiss": lambda b: forced.search(b, N_TOP),
+             "routed": lambda b: routed.search(b, N_TOP)}
+    single_paths = {"numpy": lambda b: numpy_top(data, b.reshape(1, -1), N_TOP),
+                    "faiss": lambda b: forced.search(b, N_TOP), "routed": lambda b: routed.search(b, N_TOP)}
+    times: dict = {("single", p): [] for p in paths}
+    times.update({(b, p): [] for b in batches for p in paths})
+    for _ in range(ROUNDS):  # alternate the paths: load from other jobs hits all alike
+        for p, fn in single_paths.items():
+            times[("single", p)].append(seconds(lambda: [fn(q[i]) for i in range(singles)]) / singles)
+        for b in batches:
+            for p, fn in paths.items():
+                times[(b, p)].append(seconds(lambda: fn(q[:b])))
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    row = {"n": n, "dim": dim, "build_s": build_s, "exact_equals_brute_force": exact, "routes": routed.routes,
+           "single_ms": {p: med[("single", p)] * 1e3 for p in paths},
+           "batches": [{"batch": b, **{f"qps_{p}": b / med[(b, p)] for p in paths},
+                        "routed_vs_numpy": med[(b, "numpy")] / med[(b, "routed")],
+                        "faiss_vs_numpy": med[(b, "numpy")] / med[(b, "faiss")]} for b in batches]}
+    s = row["single_ms"]
+    print(f"flat n={n:>8} dim={dim:>5}  exact==brute force {exact}; build {build_s:.2f} s; "
+          f"batches of 20+ routed to {routed.routes['batch_winner']}", flush=True)
+    print(f"  single query: numpy {s['numpy']:.2f} ms, faiss {s['faiss']:.2f} ms, routed {s['routed']:.2f} ms "
+          f"(routed x{s['numpy'] / s['routed']:.2f} numpy)", flush=True)
+    for r in row["batches"]:
+        print(f"  batch {r['batch']:>4}: q/s numpy {r['qps_numpy']:>8.0f}  faiss {r['qps_faiss']:>8.0f}  routed "
+              f"{r['qps_routed']:>8.0f}  | routed x{r['routed_vs_numpy']:.2f} numpy, faiss x{r['faiss_vs_numpy']:.2f} numpy",
+              flush=True)
     return row
 
 
@@ -125,11 +146,11 @@ def approximate_at(n: int, dim: int, nq: int, kinds: list[str], nlist: int) -> l
     flat = MovieIndex.build(vectors)
     flat_build = time.perf_counter() - t
     t = time.perf_counter()
-    truth = flat.search(q, N_TOP).movie_ids
+    truth = [h.movie_ids for h in flat.search(q, N_TOP)]
     flat_s = time.perf_counter() - t
     del flat
     flat_qps = nq / flat_s
-    print(f"flat  n={n} dim={dim}: build {flat_build:.1f} s, batch {nq}: {flat_qps:.0f} q/s", flush=True)
+    print(f"flat  n={n} dim={dim}: build {flat_build:.1f} s, routed batch {nq}: {flat_qps:.0f} q/s", flush=True)
     rows = []
     for kind in kinds:
         t = time.perf_counter()
@@ -139,7 +160,7 @@ def approximate_at(n: int, dim: int, nq: int, kinds: list[str], nlist: int) -> l
         for knob, value in sweep:
             index.set_search_options(**{knob: value})
             s = median_time(lambda: index.search(q, N_TOP), 3)
-            got = index.search(q, N_TOP).movie_ids
+            got = [h.movie_ids for h in index.search(q, N_TOP)]
             recall = float(np.mean([len(set(a) & set(b)) / N_TOP for a, b in zip(got, truth)]))
             row = {"kind": kind, "n": n, "dim": dim, knob: value, "build_s": build_s, "recall@10": recall,
                    "qps": nq / s, "flat_qps": flat_qps, "speedup_vs_flat": flat_s / s}
@@ -151,24 +172,32 @@ def approximate_at(n: int, dim: int, nq: int, kinds: list[str], nlist: int) -> l
 
 
 def rebuild_4k() -> dict:
+    """Fuse, build and save 4,000 movies into a model version; then load + first query in a fresh process."""
+    from catalog import ModelStore
+    from fusion import fuse
+
     rng = np.random.default_rng(3)
     ids = np.arange(1, 4001)
     collab = Vectors(ids, rng.standard_normal((4000, 64), dtype=np.float32))
     visual = Vectors(ids[:3800], rng.standard_normal((3800, 1280), dtype=np.float32))
     times = []
     with tempfile.TemporaryDirectory() as tmp:
+        store = ModelStore(tmp)
         for _ in range(5):
             t = time.perf_counter()
             fused = fuse({"collaborative": collab, "visual": visual}, {"collaborative": 0.75, "visual": 0.25})
             index = MovieIndex.build(fused)
-            fused.save(Path(tmp) / "fused.npz")
-            index.save(tmp)
+            with store.new_version() as writer:
+                entry = index.save(writer)
+                writer.set_stage("build-index", {"index": entry})
             times.append(time.perf_counter() - t)
         code = ("import time; t0 = time.perf_counter()\n"
                 "import sys, numpy as np\n"
+                "from catalog import ModelStore\n"
                 "from index import MovieIndex\n"
                 "t1 = time.perf_counter()\n"
-                f"ix = MovieIndex.load({tmp!r}, dim={fused.dim})\n"
+                f"v = ModelStore({tmp!r}).open_current()\n"
+                "ix = MovieIndex.load(v, v.stage('build-index')['index'])\n"
                 f"h = ix.search(np.ones({fused.dim}, np.float32), 10)\n"
                 "t2 = time.perf_counter()\n"
                 "print(t1 - t0, t2 - t1, any(m.startswith('tensorflow') for m in sys.modules))")
@@ -176,14 +205,14 @@ def rebuild_4k() -> dict:
         for _ in range(3):
             t = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                 cwd=Path(__file__).resolve().parent.parent)
+                                 cwd=HERE.parent)
             total = time.perf_counter() - t
             imp, load_query, tf = out.stdout.split()
             cold.append((float(imp), float(load_query), total, tf == "True"))
     row = {"rebuild_4k_s": float(np.median(times)), "fused_dim": fused.dim,
            "import_s": float(np.median([c[0] for c in cold])), "load_first_query_s": float(np.median([c[1] for c in cold])),
            "process_total_s": float(np.median([c[2] for c in cold])), "tensorflow_imported": any(c[3] for c in cold)}
-    print(f"rebuild 4,000 movies (fuse 64 + 1280 dims, build flat, save): {row['rebuild_4k_s'] * 1e3:.0f} ms; "
+    print(f"rebuild 4,000 movies (fuse 64 + 1280 dims, build flat, save into a version): {row['rebuild_4k_s'] * 1e3:.0f} ms; "
           f"fresh process: import {row['import_s'] * 1e3:.0f} ms, load + first query {row['load_first_query_s'] * 1e3:.1f} ms, "
           f"whole process {row['process_total_s'] * 1e3:.0f} ms, tensorflow imported: {row['tensorflow_imported']}", flush=True)
     return row
@@ -245,6 +274,7 @@ def main() -> None:
     parser.add_argument("--nlist", type=int, default=1024, help="IVF lists at 1M (default: 1024)")
     parser.add_argument("--queries", type=int, default=200, help="queries for recall/QPS at 1M (default: 200)")
     parser.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all cores)")
+    parser.add_argument("--skip-rebuild", action="store_true", help="skip the rebuild / cold-load timing")
     parser.add_argument("--cold-start", type=Path, metavar="HOME",
                         help="only run the cold-start evaluation on HOME's current model (collab, users, visual)")
     args = parser.parse_args()
@@ -253,24 +283,23 @@ def main() -> None:
     info = cpu_info()
     print(json.dumps(info), flush=True)
     if args.cold_start:
-        row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "cold_start": cold_start(args.cold_start)}
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, "a") as fh:
-            fh.write(json.dumps(row, default=str) + "\n")
+        path = record("index", {**info, "cold_start": cold_start(args.cold_start)})
+        print(f"appended to {path}")
         return
-    result = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "flat": [], "approximate": []}
-    plan = [(4_000, 256, 256, 200), (4_000, 1280, 256, 200), (100_000, 256, 256, 50), (100_000, 1280, 256, 20)]
+    result: dict = {"faiss_info": {k: info[k] for k in ("faiss", "faiss_threads")}, "flat": [], "approximate": []}
+    sweep = (1, 5, 10, 20, 64, 256)
+    plan = [(4_000, 256, sweep, 200), (4_000, 1280, (256,), 200), (100_000, 256, sweep, 50),
+            (100_000, 1280, (20, 256), 20)]
     if not args.quick:
-        plan.append((1_000_000, 256, 100, 5))  # 1M x 1280 (5 GB, twice) does not fit a shared 24 GB box
-    for n, dim, batch, singles in plan:
-        result["flat"].append(flat_vs_numpy(n, dim, batch, singles))
-    result["rebuild"] = rebuild_4k()
+        plan.append((1_000_000, 256, (20, 100), 5))  # 1M x 1280 (5 GB, twice) does not fit a shared 24 GB box
+    for n, dim, batches, singles in plan:
+        result["flat"].append(flat_paths(n, dim, batches, singles))
+    if not args.skip_rebuild:
+        result["rebuild"] = rebuild_4k()
     if not args.quick:
         result["approximate"] = approximate_at(1_000_000, 256, args.queries, [k for k in args.approx.split(",") if k], args.nlist)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS, "a") as fh:
-        fh.write(json.dumps(result) + "\n")
-    print(f"appended to {RESULTS}")
+    result["load_after"] = machine()["loadavg_1m"]
+    print(f"appended to {record('index', result)}")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,13 @@ class Hits(NamedTuple):
     """Ids with their scores, best first: (n,) for one query, (q, n) for a batch.
 
     ``because`` is optional: for recommendations, the id of the liked movie that explains each
-    hit (-1 where none does); None for every other query.
+    hit (-1 where none does); None for every other query. (A tuple: ``len(hits)`` is 3, the
+    number of hits is ``len(hits.movie_ids)``.)
     """
 
     movie_ids: np.ndarray
     scores: np.ndarray
     because: np.ndarray | None = None
-
-    def __len__(self) -> int:  # the number of hits, not of fields
-        return int(np.shape(self.movie_ids)[-1]) if np.ndim(self.movie_ids) else 0
 
     @classmethod
     def empty(cls) -> "Hits":

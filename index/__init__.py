@@ -1,14 +1,18 @@
-"""index stage: a FAISS top-N index over movie vectors (exact cosine by default), with filters.
+"""index stage: one top-N interface (`TopK`) over id-keyed vectors, exact or approximate, with filters.
 
-    index = MovieIndex.build(vectors)                        # IndexIDMap2(IndexFlatIP), normalised
-    hits = index.search(query, n=10, exclude=seen_ids)        # Hits(movie_ids, scores), best first
-    index.save(dir); MovieIndex.load(dir, dim=...)            # verified against index.json
+    top = BruteForce.build(vectors)                   # numpy, exact; nothing to save
+    index = MovieIndex.build(vectors)                 # FAISS IndexIDMap2(IndexFlatIP), normalised
+    hits = index.search(query, n=10, exclude=seen_ids)        # (dim,) -> catalog.Hits, best first
+    each = index.search(queries, n=10, exclude=per_query)     # (q, dim) -> list of Hits
+    entry = index.save(writer); MovieIndex.load(version, entry, metadata)   # catalog.version
 
 Never imports TensorFlow.
 """
+from .brute_force import BruteForce
+from .evaluation import check_hits
 from .filters import MovieFilter, MovieMetadata
-from .movie_index import KINDS, Hits, IndexConfig, MovieIndex, search_exact
-from .storage import INDEX_FILE, MANIFEST_FILE, load_index, read_manifest, save_index
+from .movie_index import KINDS, IndexConfig, MovieIndex
+from .topk import TopK
 
-__all__ = ["MovieFilter", "MovieMetadata", "KINDS", "Hits", "IndexConfig", "MovieIndex", "search_exact",
-           "INDEX_FILE", "MANIFEST_FILE", "load_index", "read_manifest", "save_index"]
+__all__ = ["TopK", "BruteForce", "MovieIndex", "IndexConfig", "KINDS", "MovieFilter", "MovieMetadata",
+           "check_hits"]

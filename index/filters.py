@@ -1,4 +1,8 @@
-"""Query filters: which movies a search may return (genre, year range), from a small metadata table."""
+"""Query filters: which movies a search may return (genre, year range), from a small metadata table.
+
+The metadata is not saved with the index: callers derive it from the movies (`MovieMetadata.from_movies`)
+and pass it at build or load time.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -79,15 +83,6 @@ class MovieMetadata:
             if spec.year_max is not None:
                 keep &= self.years <= spec.year_max
         return np.sort(self.ids[keep])
-
-    def to_json(self) -> dict:
-        return {"ids": self.ids.tolist(), "genres": [list(g) for g in self.genres],
-                "years": [None if np.isnan(y) else int(y) for y in self.years]}
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "MovieMetadata":
-        years = [np.nan if y is None else float(y) for y in obj["years"]]
-        return cls(np.asarray(obj["ids"], dtype=np.int64), tuple(tuple(g) for g in obj["genres"]), np.asarray(years))
 
 
 def _missing(value) -> bool:

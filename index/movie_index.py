@@ -1,32 +1,40 @@
-"""`MovieIndex`: a FAISS top-N index over movie vectors, with filters, save/load and add.
+"""`MovieIndex`: a FAISS top-N index over id-keyed vectors, with filters, add and save/load.
 
 Exact by default: ``IndexIDMap2(IndexFlatIP)`` over L2-normalised vectors, so scores are cosine
 similarities. ``kind="hnsw"`` (``IndexHNSWFlat``) or ``kind="ivf"`` (``IndexIVFFlat``) trade a
 little recall for speed on large catalogues. ``normalize=False`` keeps raw inner products, for
-recommendation vectors whose dot product is a predicted rating.
+ranking vectors whose dot product is a predicted score.
+
+Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default):
+below ``BATCH`` (20) queries, FAISS on one thread, the fast path for single queries (FAISS's
+own SIMD scan; it only calls its bundled BLAS from 20 queries on). From 20 queries on, numpy
+(`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever was
+faster when measured once, at the first such batch, on 64 of the index's own vectors; an index
+of more than ``CALIBRATE_MAX_CELLS`` values skips the measurement and takes numpy, which was
+1.2-3.6x faster than the faiss-cpu wheel's BLAS at that size (benchmarks/README.md). Both paths
+give the same hits up to ties. ``set_search_options(exact_route="numpy"|"faiss")`` forces one.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, replace
-from typing import NamedTuple
 
 import faiss
 import numpy as np
 
-from catalog import ArtifactError, Vectors
+from catalog import ArtifactError, Hits, Vectors, hits_from
 
+from .exact import Columns, exact_top
 from .filters import MovieFilter, MovieMetadata
+from .topk import Exclude, allowed_ids, check_n, per_query, prepared_queries, prepared_values, shaped
 
 KINDS = ("flat", "hnsw", "ivf")
-SCAN_FRACTION = 0.25  # over-fetching past this share of the catalogue: scan exactly instead
-
-
-class Hits(NamedTuple):
-    """Movie ids with their scores, best first: (n,) for one query, (q, n) for a batch."""
-
-    movie_ids: np.ndarray
-    scores: np.ndarray
+SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
+SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
+BATCH = SMALL_BATCH    # flat searches of this many queries or more may go to numpy (see the module doc)
+CALIBRATE_MAX_CELLS = 10_000_000  # n * dim above which the numpy route is taken without measuring
+ROUTES = ("auto", "numpy", "faiss")
 
 
 @dataclass(frozen=True)
@@ -48,24 +56,24 @@ class IndexConfig:
 
 
 class MovieIndex:
-    """Top-N search over movie vectors. Build with `MovieIndex.build` or `MovieIndex.load`."""
+    """Top-N search over id-keyed vectors by FAISS. Make one with `build` or `load`."""
 
     def __init__(self, faiss_index, config: IndexConfig, ids: np.ndarray, metadata: MovieMetadata | None = None):
         self._index = faiss_index
         self.config = config
-        self._ids = np.asarray(ids, dtype=np.int64)
+        self._columns = Columns(np.asarray(ids, dtype=np.int64))
         self.metadata = metadata
+        self.exact_route = "auto"
+        self._numpy_faster: bool | None = None  # measured once, at the first large flat batch
         self._tune()
 
     # -- building ------------------------------------------------------------------------
     @classmethod
     def build(cls, vectors: Vectors, kind: str = "flat", normalize: bool = True,
               metadata: MovieMetadata | None = None, **options) -> "MovieIndex":
-        """Index ``vectors`` (inner product; cosine when ``normalize``)."""
+        """Index ``vectors`` (inner product; cosine when ``normalize``). ``options``: `IndexConfig` fields."""
         config = IndexConfig(kind=kind, normalize=normalize, **options)
-        if len(vectors) == 0:
-            raise ValueError("MovieIndex.build: no vectors to index")
-        values = _prepared(vectors.values, normalize)
+        values = prepared_values(vectors, normalize, "MovieIndex.build")
         inner = _new_inner(config, vectors.dim, len(vectors))
         if config.kind == "ivf":
             train = values
@@ -78,16 +86,17 @@ class MovieIndex:
         return cls(index, config, vectors.ids.copy(), metadata)
 
     def add(self, vectors: Vectors) -> None:
-        """Add vectors of movies not yet indexed (an id already present raises ValueError)."""
+        """Add the vectors of ids not yet indexed (an id already present raises ValueError)."""
         if vectors.dim != self.dim:
             raise ArtifactError(f"cannot add {vectors.dim}-dim vectors to a {self.dim}-dim index: rebuild it instead")
-        clash = np.intersect1d(vectors.ids, self._ids)
+        clash = np.intersect1d(vectors.ids, self._columns.ids)
         if len(clash):
             raise ValueError(f"{len(clash)} ids are already indexed (e.g. {clash[:5].tolist()}); rebuild to replace vectors")
         if len(vectors) == 0:
             return
-        self._index.add_with_ids(_prepared(vectors.values, self.config.normalize), vectors.ids)
-        self._ids = np.concatenate([self._ids, vectors.ids])
+        self._index.add_with_ids(prepared_values(vectors, self.normalize, "MovieIndex.add"), vectors.ids)
+        self._columns = Columns(np.concatenate([self._columns.ids, vectors.ids]))
+        self._numpy_faster = None
 
     # -- facts -----------------------------------------------------------------------------
     @property
@@ -99,86 +108,100 @@ class MovieIndex:
         return self.config.kind
 
     @property
+    def normalize(self) -> bool:
+        return self.config.normalize
+
+    @property
     def movie_ids(self) -> np.ndarray:
-        return self._ids.copy()
+        return self._columns.ids.copy()
+
+    ids = movie_ids
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
-    def __contains__(self, movie_id: object) -> bool:
-        return bool(np.any(self._ids == int(movie_id)))  # type: ignore[arg-type]
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self._columns
 
     def vectors(self, ids=None) -> Vectors:
         """The stored (normalised, if so built) vectors of ``ids`` (default: all)."""
-        ids = self._ids if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
-        missing = np.setdiff1d(ids, self._ids)
-        if len(missing):
-            from catalog import UnknownMovieError
+        ids = self._columns.ids if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        matrix = self._matrix()
+        return Vectors(ids.copy(), matrix[self._columns.positions(ids)])
 
-            raise UnknownMovieError(f"movie {int(missing[0])} is not in the index")
-        return Vectors(ids, self._index.reconstruct_batch(ids) if len(ids) else np.zeros((0, self.dim), np.float32))
+    def describe(self) -> dict:
+        """The facts a manifest records and `load` checks: dim, count, kind, metric, normalize,
+        the build config and the sha256 of the indexed ids."""
+        from .storage import ids_checksum
+
+        return {"dim": self.dim, "count": len(self), "kind": self.kind,
+                "metric": "cosine" if self.normalize else "inner_product",
+                "normalize": self.normalize, "config": asdict(self.config),
+                "ids_sha256": ids_checksum(self._columns.ids)}
 
     # -- searching ------------------------------------------------------------------------
-    def search(self, queries, n: int = 10, exclude=None, filter: MovieFilter | None = None,
-               metadata: MovieMetadata | None = None) -> Hits:
-        """The ``n`` best movies for each query, best first.
+    def search(self, queries, n: int = 10, exclude: Exclude = None,
+               filter: MovieFilter | None = None) -> Hits | list[Hits]:
+        """The ``n`` best ids per query, best first; see `index.topk` for shapes and arguments.
 
-        ``queries``: (dim,) gives 1-D hits; (q, dim) gives (q, m) hits. ``exclude``: ids to leave
-        out, either one array for every query or a sequence of one array per query. ``filter``:
-        a `MovieFilter`, checked against ``metadata`` (default: the one given at build/load).
-        A filtered query still returns ``n`` hits whenever ``n`` movies pass: the index is
-        searched again with a larger k, and past a quarter of the catalogue scanned exactly.
-        Fewer movies passing means fewer hits: a batch is trimmed to the shortest row, so
-        every row is full (use `search_each` for ragged per-query lists). Ids are never -1.
+        A filtered or excluding query still returns ``n`` hits whenever ``n`` ids pass: FAISS is
+        asked again with a larger k, and past a quarter of the index the search is exact (numpy).
         """
-        single, hits = self._search(queries, n, exclude, filter, metadata)
-        if single:
-            return hits[0]
-        width = min((len(h.movie_ids) for h in hits), default=0)
-        ids = np.stack([h.movie_ids[:width] for h in hits]) if hits else np.zeros((0, 0), np.int64)
-        scores = np.stack([h.scores[:width] for h in hits]) if hits else np.zeros((0, 0), np.float32)
-        return Hits(ids, scores)
+        single, hits = self._search(queries, n, exclude, filter)
+        return shaped(single, hits)
 
-    def search_each(self, queries, n: int = 10, exclude=None, filter: MovieFilter | None = None,
-                    metadata: MovieMetadata | None = None) -> list[Hits]:
-        """Like `search` on a batch, but one `Hits` per query, each as long as it can be (<= n)."""
-        return self._search(queries, n, exclude, filter, metadata)[1]
+    def search_each(self, queries, n: int = 10, exclude: Exclude = None,
+                    filter: MovieFilter | None = None) -> list[Hits]:
+        """Like `search`, always one `Hits` per query."""
+        return self._search(queries, n, exclude, filter)[1]
 
-    def _search(self, queries, n, exclude, filter, metadata) -> tuple[bool, list[Hits]]:
-        if int(n) < 1:
-            raise ValueError(f"n must be at least 1, got {n}")
-        n = int(n)
-        q = np.asarray(queries, dtype=np.float32)
-        single = q.ndim == 1
-        q = q.reshape(1, -1) if single else q
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ValueError(f"queries must be ({self.dim},) or (q, {self.dim}), got shape {np.shape(queries)}")
-        q = _prepared(q, self.config.normalize)
-        excludes = _per_query(exclude, len(q))
-        allowed = self._allowed(filter, metadata)
-        return single, self._top(q, n, excludes, allowed)
+    def _search(self, queries, n, exclude, filter) -> tuple[bool, list[Hits]]:
+        n = check_n(n)
+        single, q = prepared_queries(queries, self.dim, self.normalize)
+        excludes = per_query(exclude, len(q))
+        allowed = allowed_ids(filter, self.metadata)
+        if len(self) == 0:
+            return single, [Hits.empty() for _ in q]
+        if self.kind == "flat" and self._numpy_route(len(q)):
+            return single, self._exact(q, n, excludes, allowed)
+        return single, self._faiss_top(q, n, excludes, allowed)
 
-    def _allowed(self, spec: MovieFilter | None, metadata: MovieMetadata | None) -> np.ndarray | None:
-        if spec is None or spec.is_empty:
-            return None
-        metadata = metadata or self.metadata
-        if metadata is None:
-            raise ValueError("a genre/year filter needs movie metadata: pass metadata= to build/load or search")
-        return metadata.allowed_ids(spec)
+    def _numpy_route(self, q: int) -> bool:
+        """Whether an exact search of ``q`` queries goes to numpy rather than FAISS."""
+        if self.exact_route != "auto":
+            return self.exact_route == "numpy"
+        if q < BATCH:
+            return False
+        if self._numpy_faster is None:
+            self._numpy_faster = self._measure_routes()
+        return self._numpy_faster
 
-    def _top(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
+    def _measure_routes(self, probe: int = 64, rounds: int = 3) -> bool:
+        """Time numpy and FAISS on ``probe`` of the stored vectors, alternating, medians."""
+        if len(self) * self.dim > CALIBRATE_MAX_CELLS:
+            return True
+        matrix = self._matrix()
+        q = np.array(matrix[np.random.default_rng(0).choice(len(matrix), min(probe, len(matrix)), replace=False)])
+        times: dict[str, list[float]] = {"numpy": [], "faiss": []}
+        for _ in range(rounds):
+            t = time.perf_counter()
+            exact_top(matrix, q, 10)
+            times["numpy"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _faiss_search(self._index, q, min(10, len(self)))
+            times["faiss"].append(time.perf_counter() - t)
+        return float(np.median(times["numpy"])) <= float(np.median(times["faiss"]))
+
+    def _faiss_top(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
         total = len(self)
         results: list[Hits | None] = [None] * len(q)
-        if total == 0:
-            return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
         share = 1.0 if allowed is None else max(len(allowed), 1) / total
         k = min(total, int(math.ceil(n / share * 1.2)) + max(len(e) for e in excludes))
         pending = np.arange(len(q))
         while len(pending):
-            if k > SCAN_FRACTION * total and not (self.kind == "flat" and k >= total):
-                for chunk in np.array_split(pending, max(1, len(pending) // 64)):
-                    for i, hits in zip(chunk, self._scan(q[chunk], n, [excludes[i] for i in chunk], allowed)):
-                        results[i] = hits
+            if k > SCAN_FRACTION * total:
+                for i, hits in zip(pending, self._exact(q[pending], n, [excludes[i] for i in pending], allowed)):
+                    results[i] = hits
                 break
             scores, ids = _faiss_search(self._index, q[pending], k)
             still = []
@@ -196,32 +219,46 @@ class MovieIndex:
             k = min(total, k * 4)
         return results  # type: ignore[return-value]
 
-    def _scan(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
-        """Exact top-n over every stored vector that passes, by numpy."""
-        ids = self._ids if allowed is None else self._ids[np.isin(self._ids, allowed)]
-        if len(ids) == 0:
-            return [Hits(np.zeros(0, np.int64), np.zeros(0, np.float32)) for _ in q]
-        matrix = self._index.reconstruct_batch(ids)
-        scores = q @ matrix.T
-        out = []
-        for row, excl in enumerate(excludes):
-            s = scores[row].copy()
-            if len(excl):
-                s[np.isin(ids, excl)] = -np.inf
-            m = min(n, int(np.isfinite(s).sum()))
-            top = np.argpartition(-s, m - 1)[:m] if 0 < m < len(s) else np.flatnonzero(np.isfinite(s))
-            top = top[np.argsort(-s[top], kind="stable")]
-            out.append(Hits(ids[top].astype(np.int64), s[top].astype(np.float32)))
-        return out
+    def _exact(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
+        """Exact top-n over every stored vector that passes, by numpy (the flat batch path and the re-scan)."""
+        cols = [self._columns.of(e) for e in excludes]
+        top, vals = exact_top(self._matrix(), q, n, cols if any(len(c) for c in cols) else None,
+                              None if allowed is None else self._columns.of(allowed))
+        ids = self._columns.ids
+        return [hits_from(ids, c, v) for c, v in zip(top, vals)]
+
+    def _matrix(self) -> np.ndarray:
+        """The stored vectors in column order: a read-only view of FAISS's own storage for flat
+        and HNSW (no copy), reconstructed for IVF."""
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            inner = faiss.downcast_index(inner.storage)
+        if isinstance(inner, faiss.IndexFlat):
+            view = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
+            view.flags.writeable = False
+            return view
+        return self._index.reconstruct_batch(self._columns.ids)
 
     # -- tuning ----------------------------------------------------------------------------
-    def set_search_options(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
-        """Change HNSW ``ef_search`` or IVF ``nprobe`` (recall vs speed) for later searches."""
+    def set_search_options(self, ef_search: int | None = None, nprobe: int | None = None,
+                           exact_route: str | None = None) -> None:
+        """Change HNSW ``ef_search`` or IVF ``nprobe`` (recall vs speed) for later searches, or how a
+        flat index searches: ``exact_route`` "auto" (see the module doc), "numpy" or "faiss" (always)."""
         if ef_search is not None:
             self.config = replace(self.config, ef_search=int(ef_search))
         if nprobe is not None:
             self.config = replace(self.config, nprobe=int(nprobe))
+        if exact_route is not None:
+            if exact_route not in ROUTES:
+                raise ValueError(f"exact_route must be one of {', '.join(ROUTES)}, got {exact_route!r}")
+            self.exact_route = exact_route
         self._tune()
+
+    @property
+    def routes(self) -> dict:
+        """How exact searches are routed now: the setting and, once measured, the batch winner."""
+        winner = None if self._numpy_faster is None else ("numpy" if self._numpy_faster else "faiss")
+        return {"exact_route": self.exact_route, "batch_from": BATCH, "batch_winner": winner}
 
     def _tune(self) -> None:
         inner = faiss.downcast_index(self._index.index)
@@ -231,26 +268,21 @@ class MovieIndex:
             inner.nprobe = self.config.nprobe
             inner.make_direct_map()
 
-    def describe(self) -> dict:
-        """Facts for a manifest: dim, count, metric, kind, normalize and the build config."""
-        return {"dim": self.dim, "count": len(self), "kind": self.kind,
-                "metric": "cosine" if self.config.normalize else "inner_product",
-                "normalize": self.config.normalize, "config": asdict(self.config)}
-
     # -- persistence (see index.storage) ---------------------------------------------------
-    def save(self, directory) -> dict:
+    def save(self, writer, inputs: dict | None = None) -> dict:
+        """Write the ``index`` artifact into a `catalog.VersionWriter`; returns `describe()`, the
+        entry to keep in the manifest's stage entry and to hand back to `load`."""
         from .storage import save_index
 
-        return save_index(self, directory)
+        return save_index(self, writer, inputs)
 
     @classmethod
-    def load(cls, directory, dim: int | None = None) -> "MovieIndex":
+    def load(cls, version, entry: dict, metadata: MovieMetadata | None = None) -> "MovieIndex":
+        """Read the ``index`` artifact of a `catalog.ModelVersion`, checked against ``entry`` (what
+        `save` returned); `catalog.ArtifactError` naming the file on any mismatch."""
         from .storage import load_index
 
-        return load_index(directory, dim=dim)
-
-
-SMALL_BATCH = 20  # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
+        return load_index(version, entry, metadata)
 
 
 def _faiss_search(index, q: np.ndarray, k: int):
@@ -265,28 +297,6 @@ def _faiss_search(index, q: np.ndarray, k: int):
         return index.search(q, k)
     finally:
         faiss.omp_set_num_threads(threads)
-
-
-def _prepared(values: np.ndarray, normalize: bool) -> np.ndarray:
-    out = np.array(values, dtype=np.float32, order="C", copy=True)
-    if normalize and len(out):
-        faiss.normalize_L2(out)
-    return out
-
-
-def _per_query(exclude, q: int) -> list[np.ndarray]:
-    if exclude is None:
-        return [np.zeros(0, np.int64)] * q
-    if isinstance(exclude, np.ndarray) and exclude.dtype != object:
-        shared = np.unique(exclude.astype(np.int64).reshape(-1))
-        return [shared] * q
-    items = list(exclude)
-    if items and all(np.isscalar(x) for x in items):
-        shared = np.unique(np.asarray(items, dtype=np.int64))
-        return [shared] * q
-    if len(items) != q:
-        raise ValueError(f"exclude: got {len(items)} per-query id lists for {q} queries")
-    return [np.unique(np.asarray(x, dtype=np.int64).reshape(-1)) for x in items]
 
 
 def _ivf_nlist(config: IndexConfig, n: int) -> int:
@@ -309,14 +319,4 @@ def _new_inner(config: IndexConfig, dim: int, n: int):
     return inner
 
 
-def search_exact(values: np.ndarray, ids: np.ndarray, queries: np.ndarray, n: int) -> Hits:
-    """Numpy brute force (no FAISS): the reference the tests and benchmark compare against."""
-    scores = np.atleast_2d(queries).astype(np.float32) @ np.asarray(values, np.float32).T
-    n = min(n, scores.shape[1])
-    top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, 1)
-    return Hits(np.asarray(ids)[top], np.take_along_axis(scores, top, 1))
-
-
-__all__ = ["Hits", "IndexConfig", "MovieIndex", "KINDS", "search_exact"]
+__all__ = ["IndexConfig", "MovieIndex", "KINDS"]

@@ -1,115 +1,88 @@
-"""Saving and loading a `MovieIndex`: ``index.faiss`` plus a small ``index.json`` manifest.
+"""Saving and loading a `MovieIndex` as the ``index`` artifact of a model version.
 
-Both files are written atomically (a temporary file, then ``os.replace``), ``index.faiss``
-first. ``index.json`` records dim, count, metric, kind, normalize, the build config, the size
-and sha256 of ``index.faiss`` and the sha256 of the indexed ids; `load_index` checks all of
-them and raises `catalog.ArtifactError` with the fix on any mismatch.
+    entry = index.save(writer)                    # writer: catalog.VersionWriter; entry = describe()
+    index = MovieIndex.load(version, entry, metadata)   # version: catalog.ModelVersion
+
+The artifact is FAISS's own serialisation, nothing else. Its size and sha256 live in the
+version's manifest (checked by `ModelVersion.file`); ``entry`` (dim, count, kind, metric,
+normalize, config, ids_sha256) is what the caller stores in its stage entry. `load_index`
+checks the deserialised index against it and raises `version.invalid(...)`, an `ArtifactError`
+naming the file and the command that remakes it, for unreadable bytes or any mismatch. Genres
+and years for filters are not stored: the caller passes them (they derive from the movies).
 """
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import secrets
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from catalog import ArtifactError
+from catalog.version import artifact
 
 from .filters import MovieMetadata
 from .movie_index import IndexConfig, MovieIndex
 
-INDEX_FILE = "index.faiss"
-MANIFEST_FILE = "index.json"
-METADATA_FILE = "index_metadata.json"
-FORMAT = 1
-REBUILD = "rebuild it with `posterec build-index`"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)  # never writes into an existing (possibly hard-linked) file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+ARTIFACT = "index"
+ENTRY_KEYS = ("dim", "count", "kind", "normalize", "config", "ids_sha256")
+_INNER = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
 
 
 def ids_checksum(ids: np.ndarray) -> str:
+    """sha256 of the ids, in index order, as little-endian int64."""
     return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
 
 
-def save_index(index: MovieIndex, directory) -> dict:
-    """Write ``index.faiss`` and ``index.json`` (and metadata, if any) into ``directory``."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    data = faiss.serialize_index(index._index).tobytes()
-    manifest = dict(index.describe(), format=FORMAT, file=INDEX_FILE, file_bytes=len(data),
-                    file_sha256=hashlib.sha256(data).hexdigest(), ids_sha256=ids_checksum(index._ids),
-                    metadata=index.metadata is not None)
-    _write_atomic(directory / INDEX_FILE, data)
-    if index.metadata is not None:
-        _write_atomic(directory / METADATA_FILE, json.dumps(index.metadata.to_json()).encode())
-    _write_atomic(directory / MANIFEST_FILE, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-    return manifest
+def save_index(index: MovieIndex, writer, inputs: dict | None = None) -> dict:
+    """Write ``index`` as the version's ``index`` artifact; returns its `describe()` entry."""
+    data = faiss.serialize_index(index._index)
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data.tobytes())
+
+    writer.write(ARTIFACT, fill, inputs)
+    return index.describe()
 
 
-def read_manifest(directory) -> dict:
-    path = Path(directory) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: missing; {REBUILD}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc}); {REBUILD}") from None
-    need = ("dim", "count", "kind", "normalize", "file_bytes", "file_sha256", "ids_sha256", "config")
-    missing = [k for k in need if k not in manifest]
+def load_index(version, entry: dict, metadata: MovieMetadata | None = None) -> MovieIndex:
+    """The version's ``index`` artifact as a `MovieIndex`, checked against ``entry``."""
+    a = artifact(ARTIFACT)
+    path = version.file(ARTIFACT)  # listed, and its size and sha256 match the manifest
+    if not isinstance(entry, dict):
+        raise version.invalid(a, f"its manifest entry is a {type(entry).__name__}, not an object")
+    missing = [k for k in ENTRY_KEYS if k not in entry]
     if missing:
-        raise ArtifactError(f"{path}: lacks {', '.join(missing)}; {REBUILD}")
-    return manifest
-
-
-def load_index(directory, dim: int | None = None) -> MovieIndex:
-    """Load and verify an index; ``dim``, if given, is the dimension the caller's queries have."""
-    directory = Path(directory)
-    manifest = read_manifest(directory)
-    if dim is not None and int(manifest["dim"]) != int(dim):
-        raise ArtifactError(f"{directory / INDEX_FILE}: index has dimension {manifest['dim']} but the "
-                            f"queries have {dim}; {REBUILD}")
-    path = directory / INDEX_FILE
+        raise version.invalid(a, f"its manifest entry lacks {', '.join(missing)}")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: missing; {REBUILD}") from None
-    if len(data) != manifest["file_bytes"]:
-        raise ArtifactError(f"{path}: {len(data)} bytes but the manifest says {manifest['file_bytes']} "
-                            f"(truncated or replaced); {REBUILD}")
-    if hashlib.sha256(data).hexdigest() != manifest["file_sha256"]:
-        raise ArtifactError(f"{path}: sha256 differs from {MANIFEST_FILE} (corrupted); {REBUILD}")
+        config = IndexConfig(**entry["config"])
+    except (TypeError, ValueError) as exc:
+        raise version.invalid(a, f"its manifest entry has a bad config ({exc})") from None
+    if config.kind != entry["kind"] or config.normalize != entry["normalize"]:
+        raise version.invalid(a, f"its manifest entry says kind {entry['kind']!r}, normalize {entry['normalize']} "
+                                 f"but its config says {config.kind!r}, {config.normalize}")
+    index = _deserialise(version, a, path.read_bytes())
+    inner = faiss.downcast_index(index.index)
+    if not isinstance(inner, _INNER[config.kind]) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise version.invalid(a, f"holds a FAISS {type(inner).__name__} (metric {inner.metric_type}), not the "
+                                 f"inner-product {config.kind} index its manifest entry describes")
+    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
+    if int(index.d) != int(entry["dim"]) or int(index.ntotal) != int(entry["count"]):
+        raise version.invalid(a, f"holds {index.ntotal} vectors of dimension {index.d} but its manifest entry "
+                                 f"says {entry['count']} of dimension {entry['dim']}")
+    if ids_checksum(ids) != entry["ids_sha256"]:
+        raise version.invalid(a, "holds other ids than its manifest entry records (ids_sha256 differs)")
+    return MovieIndex(index, config, ids, metadata)
+
+
+def _deserialise(version, a, data: bytes):
     try:
         raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-        index = faiss.downcast_index(raw)
-        if not isinstance(index, faiss.IndexIDMap2):
-            raise TypeError(f"expected an IndexIDMap2, got {type(index).__name__}")
-        raw.this.disown()  # the downcast proxy now owns the C++ object
-        index.this.own(True)
-    except (RuntimeError, TypeError) as exc:
-        raise ArtifactError(f"{path}: not a readable FAISS index ({' '.join(str(exc).split())[:200]}); {REBUILD}") from None
-    ids = faiss.vector_to_array(index.id_map).astype(np.int64)
-    if index.d != manifest["dim"] or index.ntotal != manifest["count"] or ids_checksum(ids) != manifest["ids_sha256"]:
-        raise ArtifactError(f"{path}: holds {index.ntotal} x {index.d} but the manifest says "
-                            f"{manifest['count']} x {manifest['dim']} (or other ids); {REBUILD}")
-    metadata = None
-    if manifest.get("metadata"):
-        try:
-            metadata = MovieMetadata.from_json(json.loads((directory / METADATA_FILE).read_text()))
-        except (OSError, ValueError, KeyError) as exc:
-            raise ArtifactError(f"{directory / METADATA_FILE}: unreadable ({exc}); {REBUILD}") from None
-    config = IndexConfig(**manifest["config"])
-    return MovieIndex(index, config, ids, metadata)
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        raise version.invalid(a, f"not a readable FAISS index ({' '.join(str(exc).split())[:200]})") from None
+    index = faiss.downcast_index(raw)
+    if not isinstance(index, faiss.IndexIDMap2):
+        raise version.invalid(a, f"a FAISS {type(index).__name__}, not the IndexIDMap2 posterec writes")
+    raw.this.disown()  # the downcast proxy now owns the C++ object
+    index.this.own(True)
+    return index

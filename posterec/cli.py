@@ -2,7 +2,9 @@
 
 Each command lives in a module of `posterec.commands` that defines ``register(subparsers)``;
 modules keep heavy imports (TensorFlow, FAISS) inside their handlers so ``--help`` is instant.
-Errors print one line and exit 1 (the traceback too under ``-v``); usage errors exit 2.
+Errors print one line and exit 1 (the traceback too under ``-v``, which may come before or after
+the command); usage errors, ``-n`` above `posterec.output.MAX_N` included, exit 2. Output cut
+short by a closed pipe (``posterec ... | head``) ends quietly.
 """
 from __future__ import annotations
 
@@ -50,17 +52,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    seen = set()
+    for command in sub.choices.values():  # `-v` after the command too: `posterec similar 1 -v`
+        if id(command) in seen:
+            continue  # an alias of one already done
+        seen.add(id(command))
+        try:
+            command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                                 help="log more, and show tracebacks on errors")
+        except argparse.ArgumentError:
+            pass  # the command has its own -v
+    parser.commands = sub.choices
     return parser
+
+
+def _check_counts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``-n`` above `MAX_N` is a usage error for every command, whatever type its module gave it."""
+    from .output import check_count
+
+    n = getattr(args, "n", None)
+    if isinstance(n, int) and not isinstance(n, bool):
+        try:
+            check_count(n)
+        except argparse.ArgumentTypeError as exc:
+            parser.commands[args.command].error(f"argument -n: {exc}")
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at /dev/null so the flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _check_counts(parser, args)
     args.home = resolve_home(args.home)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:  # `posterec ... | head`: the reader has all it wanted
+        _quiet_stdout()
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the pipe would report
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"posterec: error: {exc}", file=sys.stderr)

@@ -1,11 +1,16 @@
 """Printing results: ``--json`` objects and plain tables."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 
 import numpy as np
+
+# The most results one query may ask for: `posterec.recommender.Recommender` refuses more (its
+# MAX_N is the same number), so the CLI refuses it as a usage error before loading anything.
+MAX_N = 1000
 
 
 def _plain(obj):
@@ -36,9 +41,7 @@ def emit_json(obj, stream=None) -> None:
 
 
 def positive_int(text: str) -> int:
-    """argparse type for counts such as ``-n``: a whole number >= 1."""
-    import argparse
-
+    """argparse type for sizes such as ``--workers`` or ``--batch-size``: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -50,8 +53,6 @@ def positive_int(text: str) -> int:
 
 def weight_argument(text: str) -> float:
     """argparse type for ``--visual-weight``: a number between 0 and 1."""
-    import argparse
-
     try:
         value = float(text)
     except ValueError:
@@ -59,3 +60,16 @@ def weight_argument(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
     return value
+
+
+def count(text: str) -> int:
+    """argparse type for result counts (``-n``): a whole number from 1 to `MAX_N`."""
+    value = positive_int(text)
+    check_count(value)
+    return value
+
+
+def check_count(value: int) -> None:
+    """Raise argparse.ArgumentTypeError when ``value`` is above `MAX_N`."""
+    if value > MAX_N:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_N}, got {value}")

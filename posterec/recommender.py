@@ -32,8 +32,7 @@ import numpy as np
 from catalog import (ArtifactError, Hits, Interactions, ModelStore, UnknownMovieError, UnknownUserError, Vectors)
 
 from . import pipeline
-
-MAX_N = 1000
+from .output import MAX_N
 LIKED_MIN_RATING = 4.0
 RERANK_POOL = 200          # ranking-model candidates a hybrid recommendation re-ranks
 DEFAULT_RECOMMEND_WEIGHT = 0.0  # chosen from benchmarks/hybrid_quality.py (see benchmarks/README.md)
@@ -385,7 +384,3 @@ def _poster_ids(home: Path, manifest: dict) -> set[int]:
     return {int(p.stem) for p in folder.iterdir() if p.stem.isdigit() and p.suffix in (".jpg", ".png")}
 
 
-def rebuild(home, visual_weight: float | None = None) -> dict:
-    """Rebuild the fused index into a new model version and switch CURRENT (the served one is
-    untouched until the switch, and stays if the build fails)."""
-    return pipeline.build_index(home, visual_weight=visual_weight)

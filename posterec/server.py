@@ -1,34 +1,113 @@
 """The HTTP API and the web page: ``create_app(home)`` returns a FastAPI app.
 
-Queries read the current `Recommender` through one reference; ``POST /admin/rebuild`` builds a
-new model version in a background thread, loads it and swaps that reference, so queries are
-answered throughout by the old model until the new one is ready. Unknown ids give 404 with a JSON
-``{"detail": ...}``; bad parameters 422; counts ``n`` are capped at `MAX_N`.
+Queries read the current recommender (a `posterec.protocol.RecommenderLike`) through one
+reference; ``POST /admin/rebuild`` builds a new model version in a background thread, loads it
+and swaps that reference, so queries are answered throughout by the old model until the new one
+is ready.
+
+What a client may send, and what it gets back:
+- unknown ids give 404 with a JSON ``{"detail": ...}``; bad parameters or a bad body 422; counts
+  ``n`` are capped at `MAX_N`; no input gives a 5xx or a traceback in the log;
+- ids and counts are plain decimal digits (``/posters/1_0`` is a 422, not poster 10);
+- ``visual_weight`` is quantised to `WEIGHT_STEP` steps, so clients cycling weights reuse a few
+  cached spaces instead of building one per request;
+- query handlers are plain functions, run in the threadpool: a slow query never holds up the
+  event loop, so ``/health`` stays fast while others compute;
+- the admin endpoints check the token before they read the body: without a valid token the
+  answer is 404 (admin disabled) or 401/403, whatever was sent;
+- ``HEAD`` is answered wherever ``GET`` is, and every response carries ``nosniff``, a
+  Content-Security-Policy that allows only this server's own scripts, styles and images, and
+  no framing.
 """
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import mimetypes
 import os
+import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 from fastapi import FastAPI, Header, HTTPException, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from catalog import ArtifactError, UnknownMovieError, UnknownUserError
+from catalog import ArtifactError, Hits, UnknownMovieError, UnknownUserError
+
+from .protocol import RecommenderLike, protocol_gaps
 
 log = logging.getLogger(__name__)
 
 MAX_N = 100
 MAX_ID = 2**31 - 1
+WEIGHT_STEP = 0.05
+MAX_BODY = 4096  # bytes; the only body is {"visual_weight": x}
 TOKEN_ENV = "POSTEREC_ADMIN_TOKEN"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+# The page (static/index.html, app.js, style.css) loads only its own files and talks only to this
+# server; app.js sets styles through the CSSOM, which style-src does not govern.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+# FastAPI's Swagger UI at /docs is the one page that needs more: an inline bootstrap script and
+# its bundle from a CDN (so /docs, unlike the page, needs the network).
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'")
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect")
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer")]
+
+# ---------------------------------------------------------------- strict parameters
+
+_DIGITS = re.compile(r"0|[1-9][0-9]{0,9}")
+_DECIMAL = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+
+
+def _strict_int(value: Any) -> Any:
+    """Plain decimal digits only: Python's int() would also take '1_0', ' 7', '+7' and '007'."""
+    if isinstance(value, str):
+        if not _DIGITS.fullmatch(value):
+            raise ValueError(f"expected a whole number in plain digits (no sign, spaces, "
+                             f"underscores or leading zeros), got {value[:40]!r}")
+        return int(value)
+    return value
+
+
+def _strict_float(value: Any) -> Any:
+    """A plain decimal such as 0.25: no 'nan', 'inf', underscores, spaces or signs."""
+    if isinstance(value, str):
+        if not _DECIMAL.fullmatch(value):
+            raise ValueError(f"expected a decimal number such as 0.25, got {value[:40]!r}")
+        return float(value)
+    return value
+
+
+def quantise(visual_weight: float | None) -> float | None:
+    """``visual_weight`` rounded to the nearest `WEIGHT_STEP` (None stays None)."""
+    if visual_weight is None:
+        return None
+    return round(round(visual_weight / WEIGHT_STEP) * WEIGHT_STEP, 2)
+
+
+MovieId = Annotated[int, BeforeValidator(_strict_int),
+                    PathParam(ge=0, le=MAX_ID, description="the dataset's movie id")]
+UserId = Annotated[int, BeforeValidator(_strict_int),
+                   PathParam(ge=0, le=MAX_ID, description="the dataset's user id")]
+Count = Annotated[int, BeforeValidator(_strict_int),
+                  Query(ge=1, description=f"how many; values above {MAX_N} are capped to {MAX_N}")]
+Weight = Annotated[float | None, BeforeValidator(_strict_float),
+                   Query(ge=0.0, le=1.0, description="0 = collaborative only, 1 = posters only; "
+                                                     f"rounded to steps of {WEIGHT_STEP}; "
+                                                     "omitted = the model's default")]
 
 # ---------------------------------------------------------------- response models
 
@@ -64,7 +143,8 @@ class SearchResult(BaseModel):
 class SimilarResult(BaseModel):
     movie: Movie
     version: str
-    visual_weight: float | None = Field(None, description="as asked; null means the model's default")
+    visual_weight: float | None = Field(None, description=f"the weight used, rounded to steps of "
+                                                          f"{WEIGHT_STEP}; null means the model's default")
     results: list[ScoredMovie]
 
 
@@ -85,6 +165,9 @@ class Health(BaseModel):
     dataset: str
     has_posters: bool
     counts: dict[str, int] = {}
+    missing_optional: list[str] = Field([], description="optional artifacts this model has not got, "
+                                                        "by design (e.g. visual: no posters)")
+    stale: list[str] = Field([], description="artifacts made from inputs that have changed since")
     uptime_s: float
 
 
@@ -99,7 +182,10 @@ class RebuildStatus(BaseModel):
 
 
 class RebuildRequest(BaseModel):
-    visual_weight: float | None = Field(None, ge=0.0, le=1.0)
+    model_config = ConfigDict(extra="forbid")
+
+    visual_weight: float | None = Field(None, ge=0.0, le=1.0, strict=True, allow_inf_nan=False,
+                                        description=f"rounded to steps of {WEIGHT_STEP}")
 
 
 class Error(BaseModel):
@@ -107,6 +193,8 @@ class Error(BaseModel):
 
 
 NOT_FOUND = {404: {"model": Error, "description": "unknown id"}}
+REBUILD_BODY = {"requestBody": {"required": False, "content": {
+    "application/json": {"schema": RebuildRequest.model_json_schema()}}}}
 
 # ---------------------------------------------------------------- state
 
@@ -146,6 +234,27 @@ class RebuildJob:
             self._thread.join(timeout)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """A loaded recommender with what ``/health`` says about it, read once at load."""
+
+    recommender: RecommenderLike
+    counts: dict[str, int]
+    missing_optional: list[str]
+    stale: list[str]
+
+    @classmethod
+    def of(cls, rec: object) -> "Serving":
+        gaps = protocol_gaps(rec)
+        if gaps:
+            raise TypeError(f"{type(rec).__name__} is not a posterec.protocol.RecommenderLike: "
+                            f"it lacks {', '.join(gaps)}")
+        health = rec.health()
+        return cls(rec, {str(k): int(v) for k, v in rec.counts().items()},
+                   [str(x) for x in health.get("missing_optional", [])],
+                   [str(x) for x in health.get("stale", [])])
+
+
 class AppState:
     """Holds the recommender in use; swapping it is one reference assignment."""
 
@@ -153,15 +262,19 @@ class AppState:
         self.home = home
         self.loader = loader
         self.rebuilder = rebuilder
-        self.recommender = loader(home)
+        self.current = Serving.of(loader(home))
         self.started = time.time()
         self.rebuild = RebuildJob(self._rebuild)
 
+    @property
+    def recommender(self) -> RecommenderLike:
+        return self.current.recommender
+
     def _rebuild(self, visual_weight: float | None) -> str:
         self.rebuilder(self.home, visual_weight=visual_weight)
-        fresh = self.loader(self.home)
-        self.recommender = fresh  # atomic: requests hold whichever reference they read
-        return fresh.version
+        fresh = Serving.of(self.loader(self.home))
+        self.current = fresh  # atomic: requests hold whichever reference they read
+        return fresh.recommender.version
 
 
 def _default_loader(home):
@@ -171,9 +284,9 @@ def _default_loader(home):
 
 
 def _default_rebuilder(home, visual_weight=None):
-    from .recommender import rebuild
+    from .pipeline import build_index
 
-    return rebuild(home, visual_weight=visual_weight)
+    return build_index(home, visual_weight=visual_weight)
 
 
 # ---------------------------------------------------------------- helpers
@@ -192,6 +305,10 @@ def _movie(d: dict[str, Any]) -> dict[str, Any]:
     if "score" in out:
         out["score"] = float(out["score"])
     return out
+
+
+def _described(rec: RecommenderLike, hits: Hits) -> list[dict[str, Any]]:
+    return [_movie(m) for m in rec.describe(hits)]
 
 
 class _Json(Response):
@@ -220,24 +337,107 @@ def _content_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
-def _n(default: int):
-    return Query(default, ge=1, description=f"how many; values above {MAX_N} are capped to {MAX_N}")
+def _invalid(errors, prefix: tuple = ()) -> RequestValidationError:
+    """A 422 with FastAPI's error shape (``loc``, ``msg``, ``type``), minus the echoed input,
+    which may not even be JSON (NaN, bytes)."""
+    return RequestValidationError([{"loc": (*prefix, *e.get("loc", ())), "msg": str(e.get("msg", "")),
+                                    "type": str(e.get("type", "value_error"))} for e in errors])
 
 
-MovieId = PathParam(..., ge=0, le=MAX_ID, description="the dataset's movie id")
-Weight = Query(None, ge=0.0, le=1.0, description="0 = collaborative only, 1 = posters only; "
-                                                 "omitted = the model's default")
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+async def _read_body(request: Request) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HTTPException(413, f"the body may be at most {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _rebuild_weight(raw: bytes) -> float | None:
+    """The ``visual_weight`` of a rebuild body: empty, ``null`` or ``{"visual_weight": 0..1}``."""
+    if not raw.strip():
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise _invalid([{"loc": (), "msg": f'expected a JSON object like {{"visual_weight": 0.5}}: '
+                                           f'{reason}', "type": "json_invalid"}], ("body",)) from None
+    if data is None:
+        return None
+    try:
+        return quantise(RebuildRequest.model_validate(data).visual_weight)
+    except ValidationError as exc:
+        raise _invalid(exc.errors(include_input=False, include_context=False), ("body",)) from None
+
+
+# ---------------------------------------------------------------- ASGI wrappers
+
+
+def _head_as_get(app):
+    """Answer HEAD wherever GET is: run the GET and send its headers without the body."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await app(scope, receive, send)
+        finished = False
+
+        async def headers_only(message):
+            nonlocal finished
+            if message["type"] != "http.response.body":
+                return await send(message)
+            if not finished and not message.get("more_body", False):
+                finished = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await app({**scope, "method": "GET"}, receive, headers_only)
+
+    return wrapped
+
+
+def _secure_headers(app):
+    """Add nosniff, the CSP and no-framing to every response, errors included."""
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        csp = (DOCS_CSP if scope.get("path") in DOCS_PATHS else PAGE_CSP).encode()
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                have = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in [*SECURITY_HEADERS, (b"content-security-policy", csp)]
+                            if k not in have]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await app(scope, receive, with_headers)
+
+    return wrapped
+
+
+class _App(FastAPI):
+    def build_middleware_stack(self):
+        # outside Starlette's ServerErrorMiddleware, so that even a 500 carries the headers
+        return _head_as_get(_secure_headers(super().build_middleware_stack()))
+
 
 # ---------------------------------------------------------------- the app
 
 
 def create_app(home, loader: Callable | None = None, rebuilder: Callable | None = None) -> FastAPI:
-    """The API and page for the model in ``home``. ``loader(home)`` returns a Recommender
+    """The API and page for the model in ``home``. ``loader(home)`` returns a `RecommenderLike`
     (default `posterec.recommender.Recommender.load`); ``rebuilder(home, visual_weight=)``
     writes a new current version (default `posterec.recommender.rebuild`)."""
     state = AppState(Path(home), loader or _default_loader, rebuilder or _default_rebuilder)
-    app = FastAPI(title="posterec", version="1",
-                  description="Movie recommendations from ratings and posters.")
+    app = _App(title="posterec", version="1", redoc_url=None,
+               description="Movie recommendations from ratings and posters.")
     app.state.posterec = state
 
     @app.exception_handler(UnknownMovieError)
@@ -245,39 +445,55 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
     async def _unknown(request: Request, exc: Exception):
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
+    @app.exception_handler(RequestValidationError)
+    async def _unprocessable(request: Request, exc: RequestValidationError):
+        detail = [{"loc": [x if isinstance(x, (int, str)) else str(x) for x in e.get("loc", ())],
+                   "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(ArtifactError)
+    async def _unavailable(request: Request, exc: ArtifactError):
+        # the model on disk is broken, not the request: one line in the log, no traceback
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
     @app.get("/health", response_model=Health, tags=["meta"])
-    async def health():
-        rec = state.recommender
-        counts = rec.counts() if callable(getattr(rec, "counts", None)) else {}
+    async def health():  # on the event loop on purpose: it only reads what Serving holds
+        cur = state.current
+        rec = cur.recommender
         return _reply(Health, {"status": "ok", "version": rec.version, "dataset": rec.dataset,
-                               "has_posters": bool(rec.has_posters), "counts": counts,
+                               "has_posters": bool(rec.has_posters), "counts": cur.counts,
+                               "missing_optional": cur.missing_optional, "stale": cur.stale,
                                "uptime_s": round(time.time() - state.started, 3)})
 
+    # The query handlers below are plain functions: FastAPI runs them in its threadpool.
+
     @app.get("/movies", response_model=SearchResult, tags=["movies"])
-    async def search_movies(q: str = Query("", max_length=200, description="part of a title"),
-                      n: int = _n(20)):
+    def search_movies(q: Annotated[str, Query(max_length=200, description="part of a title")] = "",
+                      n: Count = 20):
         rec = state.recommender
-        hits = rec.search_movies(q, n=min(n, MAX_N))
+        found = rec.search_movies(q, n=min(n, MAX_N))
         return _reply(SearchResult, {"query": q, "version": rec.version,
-                                     "results": [_movie(m) for m in hits]})
+                                     "results": [_movie(m) for m in found]})
 
     @app.get("/movies/{movie_id}", response_model=Movie, responses=NOT_FOUND, tags=["movies"])
-    async def get_movie(movie_id: int = MovieId):
+    def get_movie(movie_id: MovieId):
         return _reply(Movie, _movie(state.recommender.movie(movie_id)))
 
     @app.get("/movies/{movie_id}/similar", response_model=SimilarResult, responses=NOT_FOUND,
              tags=["movies"])
-    async def similar(movie_id: int = MovieId, n: int = _n(10), visual_weight: float | None = Weight):
+    def similar(movie_id: MovieId, n: Count = 10, visual_weight: Weight = None):
         rec = state.recommender
         movie = rec.movie(movie_id)
-        hits = rec.similar(movie_id, n=min(n, MAX_N), visual_weight=visual_weight)
+        weight = quantise(visual_weight)
+        hits = rec.similar(movie_id, n=min(n, MAX_N), visual_weight=weight)
         return _reply(SimilarResult, {"movie": _movie(movie), "version": rec.version,
-                                      "visual_weight": visual_weight,
-                                      "results": [_movie(m) for m in hits]})
+                                      "visual_weight": weight, "results": _described(rec, hits)})
 
     @app.get("/movies/{movie_id}/lookalike", response_model=SimilarResult, responses=NOT_FOUND,
              tags=["movies"])
-    async def lookalike(movie_id: int = MovieId, n: int = _n(10)):
+    def lookalike(movie_id: MovieId, n: Count = 10):
         rec = state.recommender
         movie = rec.movie(movie_id)
         try:
@@ -285,26 +501,25 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
         except ArtifactError as exc:  # a model without posters: no look-alikes to give
             raise HTTPException(404, str(exc)) from None
         return _reply(SimilarResult, {"movie": _movie(movie), "version": rec.version,
-                                      "visual_weight": 1.0, "results": [_movie(m) for m in hits]})
+                                      "visual_weight": 1.0, "results": _described(rec, hits)})
 
     @app.get("/users", response_model=UserSample, tags=["users"])
-    async def sample_users(n: int = _n(20)):
+    def sample_users(n: Count = 20):
         users = state.recommender.sample_users(min(n, MAX_N))
         return _reply(UserSample, {"user_ids": [int(u) for u in users]})
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendResult,
              responses=NOT_FOUND, tags=["users"])
-    async def recommend(user_id: int = PathParam(..., ge=0, le=MAX_ID), n: int = _n(10),
-                  visual_weight: float | None = Weight):
+    def recommend(user_id: UserId, n: Count = 10, visual_weight: Weight = None):
         rec = state.recommender
-        hits = rec.recommend(user_id, n=min(n, MAX_N), visual_weight=visual_weight)
+        weight = quantise(visual_weight)
+        hits = rec.recommend(user_id, n=min(n, MAX_N), visual_weight=weight)
         return _reply(RecommendResult, {"user_id": user_id, "version": rec.version,
-                                        "visual_weight": visual_weight,
-                                        "results": [_movie(m) for m in hits]})
+                                        "visual_weight": weight, "results": _described(rec, hits)})
 
     @app.get("/posters/{movie_id}", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
                                                **NOT_FOUND}, tags=["movies"])
-    async def poster(movie_id: int = MovieId):
+    def poster(movie_id: MovieId):
         rec = state.recommender
         path = rec.poster_path(movie_id)
         if path is None or not Path(path).is_file():
@@ -327,18 +542,18 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
     admin_responses = {401: {"model": Error}, 403: {"model": Error}, 404: {"model": Error}}
 
     @app.post("/admin/rebuild", response_model=RebuildStatus, status_code=202,
-              responses={**admin_responses, 409: {"model": Error}}, tags=["admin"])
-    def start_rebuild(body: RebuildRequest | None = None,
-                      authorization: str | None = Header(None)):
-        _require_token(authorization)
-        weight = body.visual_weight if body else None
+              responses={**admin_responses, 409: {"model": Error}, 413: {"model": Error}},
+              openapi_extra=REBUILD_BODY, tags=["admin"])
+    async def start_rebuild(request: Request, authorization: Annotated[str | None, Header()] = None):
+        _require_token(authorization)  # before the body is read: no token, no parsing
+        weight = _rebuild_weight(await _read_body(request))
         if not state.rebuild.start(weight, state.recommender.version):
             raise HTTPException(409, "a rebuild is already running; see GET /admin/rebuild")
         return state.rebuild.status
 
     @app.get("/admin/rebuild", response_model=RebuildStatus, responses=admin_responses,
              tags=["admin"])
-    def rebuild_status(authorization: str | None = Header(None)):
+    def rebuild_status(authorization: Annotated[str | None, Header()] = None):
         _require_token(authorization)
         return state.rebuild.status
 

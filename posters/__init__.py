@@ -10,12 +10,12 @@ from .limiter import Cancelled, RateLimiter
 from .scraper import ScrapeSummary, fetch_one, scrape_posters, select_todo
 from .sources import (DEFAULT_API_URL, DEFAULT_IMAGE_URL, DEFAULT_SIZE, TmdbSource, UrlSource,
                       read_tmdb_links, search_title)
-from .store import COLUMNS, STATUSES, PosterEntry, PosterStore, Record
+from .store import COLUMNS, STATUSES, PosterEntry, PosterStore, Record, StoreBusy
 
 __all__ = [
     "FetchConfig", "FetchError", "Fetcher", "Redactor", "CheckedImage", "ImageLimits", "InvalidImage",
     "check_image", "ImportSummary", "import_posters", "Cancelled", "RateLimiter", "ScrapeSummary",
     "fetch_one", "scrape_posters", "select_todo", "DEFAULT_API_URL", "DEFAULT_IMAGE_URL",
     "DEFAULT_SIZE", "TmdbSource", "UrlSource", "read_tmdb_links", "search_title", "COLUMNS",
-    "STATUSES", "PosterEntry", "PosterStore", "Record",
+    "STATUSES", "PosterEntry", "PosterStore", "Record", "StoreBusy",
 ]

@@ -3,7 +3,11 @@
 - every request (redirect hops and retries included) first takes a slot from the shared
   `RateLimiter`; a 429 pauses every worker for its ``Retry-After``;
 - 5xx, timeouts and connection resets are retried with exponential backoff and full jitter;
-- connect and read timeouts are separate, and a whole body must arrive within ``total_timeout``;
+- connect and read timeouts are separate (the read timeout is per socket read); on top, each
+  download (one attempt: headers and body) has a hard deadline, ``total_timeout``, and after
+  ``min_rate_grace`` seconds must average at least ``min_rate`` bytes/s. The body is read with
+  ``read1`` (one socket read at a time), so a server trickling a few bytes a second is cut off
+  within about a second of either limit; such a download is ``failed`` and not retried;
 - bodies are streamed and abandoned as soon as they pass ``max_bytes``;
 - redirects are followed by hand: only http(s), at most ``max_redirects``, and the
   Authorization header is dropped when the host changes;
@@ -22,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from .limiter import RateLimiter
@@ -37,7 +42,9 @@ _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 class FetchConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
-    total_timeout: float = 120.0     # a whole response, against slow-drip servers
+    total_timeout: float = 60.0      # deadline of one download (headers and body), against slow drips
+    min_rate: float = 1024.0         # bytes/s a download must average once min_rate_grace has passed
+    min_rate_grace: float = 10.0     # seconds
     max_bytes: int = 10 * 1024 * 1024
     max_redirects: int = 3
     retries: int = 4                 # further attempts after the first
@@ -48,8 +55,10 @@ class FetchConfig:
 
     def __post_init__(self):
         for name in ("connect_timeout", "read_timeout", "total_timeout"):
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive seconds, got {getattr(self, name)}")
+        if not (self.min_rate >= 0 and self.min_rate_grace >= 0):
+            raise ValueError("min_rate and min_rate_grace must be >= 0")
         if self.retries < 0 or self.max_redirects < 0:
             raise ValueError("retries and max_redirects must be >= 0")
 
@@ -172,10 +181,13 @@ class Fetcher:
         current, host = url, urlsplit(url).hostname
         for _hop in range(self.config.max_redirects + 1):
             self.limiter.acquire()
+            started = time.monotonic()
+            cfg = self.config
             try:
                 r = self.session.get(current, params=params, headers=headers, stream=True,
                                      allow_redirects=False,
-                                     timeout=(self.config.connect_timeout, self.config.read_timeout))
+                                     timeout=(min(cfg.connect_timeout, cfg.total_timeout),
+                                              min(cfg.read_timeout, cfg.total_timeout)))
             except requests.Timeout as exc:
                 raise _Retryable(f"timed out ({type(exc).__name__})") from None
             except requests.ConnectionError as exc:
@@ -209,31 +221,54 @@ class Fetcher:
                 if status >= 400 or status not in range(200, 300):
                     outcome = "missing" if status in (404, 410) else "failed"
                     raise FetchError(f"HTTP {status}", outcome, status, self.redact(current))
-                data = self._read(r, max_bytes, current)
+                data = self._read(r, max_bytes, current, started)
                 return Response(status, data, self.redact(r.url), r.headers.get("Content-Type", ""))
         raise FetchError(f"too many redirects (more than {self.config.max_redirects})", "failed",
                          None, self.redact(url))
 
-    def _read(self, r: requests.Response, max_bytes: int, url: str) -> bytes:
+    def _read(self, r: requests.Response, max_bytes: int, url: str, started: float) -> bytes:
         declared = r.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > max_bytes:
             raise FetchError(f"response is {declared} bytes, over the limit of {max_bytes}", "invalid",
                              r.status_code, self.redact(url))
-        deadline = time.monotonic() + self.config.total_timeout
+        cfg = self.config
+        deadline = started + cfg.total_timeout
         chunks, n = [], 0
         try:
-            for chunk in r.iter_content(64 * 1024):
+            for chunk in _chunks(r, 64 * 1024):
                 n += len(chunk)
                 if n > max_bytes:
                     raise FetchError(f"response passed the limit of {max_bytes} bytes", "invalid",
                                      r.status_code, self.redact(url))
                 chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    raise _Retryable(f"body took longer than {self.config.total_timeout}s")
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                requests.Timeout) as exc:
+                now = time.monotonic()
+                if now > deadline:
+                    raise FetchError(f"download passed its {cfg.total_timeout:g}s deadline after {n} bytes "
+                                     f"(raise --download-timeout for a slow server)", "failed",
+                                     r.status_code, self.redact(url))
+                elapsed = now - started
+                if cfg.min_rate and elapsed > cfg.min_rate_grace and n / elapsed < cfg.min_rate:
+                    raise FetchError(f"download too slow: {n} bytes in {elapsed:.0f}s, under "
+                                     f"{cfg.min_rate:g} bytes/s", "failed", r.status_code, self.redact(url))
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout,
+                urllib3.exceptions.HTTPError, OSError) as exc:
             raise _Retryable(f"connection broke while reading: {self.redact(_short(exc))}") from None
         return b"".join(chunks)
+
+
+def _chunks(r: requests.Response, size: int):
+    """The body as it arrives: one socket read per chunk (urllib3's ``read1``), so a chunk never
+    waits for ``size`` bytes from a server that trickles."""
+    raw = r.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:  # pragma: no cover - urllib3 < 2
+        yield from r.iter_content(size)
+        return
+    while True:
+        chunk = read1(size, decode_content=True)
+        if not chunk:
+            return
+        yield chunk
 
 
 def _short(exc: BaseException) -> str:

@@ -54,7 +54,9 @@ def _describe(data: bytes) -> str:
         return "HTML/XML text, not an image"
     if head.startswith((b"{", b"[")):
         return "JSON text, not an image"
-    return f"unrecognised data starting with {data[:8]!r}"
+    if head[:1].isascii() and all(32 <= b < 127 or b in (9, 10, 13) for b in data[:256]):
+        return "plain text, not an image"
+    return "unrecognised binary data, not a JPEG, PNG or WebP image"  # never quote the bytes
 
 
 def check_image(data: bytes, limits: ImageLimits = ImageLimits()) -> CheckedImage:

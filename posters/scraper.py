@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+from concurrent.futures import wait as wait_any
 from dataclasses import dataclass, field
 
 from catalog import ScrapeError
@@ -27,6 +28,7 @@ from .store import PosterStore, Record, now_utc
 log = logging.getLogger(__name__)
 
 COUNTED = ("ok", "missing", "invalid", "failed", "kept")
+TICK = 1.0  # seconds between progress-bar refreshes while no download finishes
 
 
 @dataclass
@@ -100,15 +102,26 @@ def _fetch_one(movie_id: int, source, fetcher: Fetcher, store: PosterStore, limi
 def scrape_posters(store: PosterStore, source, movie_ids, *, workers: int = 8, rate: float | None = 20.0,
                    limit: int | None = None, retry_all: bool = False, config: FetchConfig = FetchConfig(),
                    limits: ImageLimits = ImageLimits(), progress: bool = True,
-                   on_record=None) -> ScrapeSummary:
+                   on_record=None, wait: bool = True, command: str = "scrape-posters",
+                   notify=None) -> ScrapeSummary:
     """Fetch the posters of ``movie_ids`` from ``source`` into ``store``; see the module doc.
 
     ``on_record(record)`` is called in the main thread after each outcome is journaled.
     Returns a `ScrapeSummary` (``interrupted`` after Ctrl-C); raises `ScrapeError` when the
     whole run cannot go on (e.g. the API key is rejected), after saving what was done.
+    The whole run holds the store's writer lock (``wait``/``command``/``notify`` as in
+    `PosterStore.writer_lock`; `StoreBusy` when ``wait=False`` and another writer has it), so a
+    second run waits, then fetches only what the first left.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    with store.writer_lock(wait=wait, command=command, notify=notify):
+        return _scrape(store, source, movie_ids, workers, rate, limit, retry_all, config, limits,
+                       progress, on_record)
+
+
+def _scrape(store, source, movie_ids, workers, rate, limit, retry_all, config, limits, progress,
+            on_record) -> ScrapeSummary:
     todo, skipped = select_todo(store, movie_ids, retry_all)
     if limit is not None:
         todo = todo[:limit]
@@ -135,7 +148,9 @@ def scrape_posters(store: PosterStore, source, movie_ids, *, workers: int = 8, r
                         pending.add(pool.submit(fetch_one, movie_id, source, fetcher, store, limits))
                     if not pending:
                         break
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, pending = wait_any(pending, timeout=TICK, return_when=FIRST_COMPLETED)
+                    if not done:
+                        bar.refresh()  # the elapsed time moves even while every worker waits
                     for fut in done:
                         _take(fut, journal, previous, store, summary, bar, on_record)
             except KeyboardInterrupt:

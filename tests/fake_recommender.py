@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog import ArtifactError, UnknownMovieError, UnknownUserError
+from catalog import ArtifactError, Hits, UnknownMovieError, UnknownUserError, hits_from, top_n
 
 DATASET = "fake-planted"
 COLOURS = {"Comedy": (236, 200, 40), "Horror": (110, 12, 20)}
@@ -86,10 +86,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 class FakeRecommender:
-    """Implements the facade the server relies on, over `make_fake_home` data."""
+    """Implements `posterec.protocol.RecommenderLike` (exactly that), over `make_fake_home` data.
+
+    ``fake/STALE`` (one artifact name a line), when present, is reported by `health` as stale.
+    """
 
     def __init__(self, home: Path, movies: list[dict], n_users: int, version: str, seed: int,
-                 default_weight: float = 0.5):
+                 default_visual_weight: float = 0.5):
         self.home = Path(home)
         self.version = version
         self.dataset = DATASET
@@ -98,7 +101,7 @@ class FakeRecommender:
         self._ids = np.array([m["movie_id"] for m in movies], dtype=np.int64)
         self._row = {int(mid): r for r, mid in enumerate(self._ids)}
         self.has_posters = any(m["has_poster"] for m in movies)
-        self.default_weight = default_weight
+        self.default_visual_weight = default_visual_weight
         rng = np.random.default_rng(seed + 1)
         comedy = np.array([m["genres"][0] == "Comedy" for m in movies])
         centre = np.where(comedy[:, None], 1.0, -1.0) * np.ones((len(movies), 1))
@@ -107,6 +110,9 @@ class FakeRecommender:
         self._comedy = comedy
         self._users = list(range(1, n_users + 1))
         self._seen = {u: set(self._ids[rng.random(len(movies)) < 0.5].tolist()) for u in self._users}
+        self._ratings = np.array([sum(mid in s for s in self._seen.values()) for mid in self._ids])
+        stale = _fake_dir(home) / "STALE"
+        self._stale = stale.read_text().split() if stale.exists() else []
 
     @classmethod
     def load(cls, home) -> "FakeRecommender":
@@ -120,71 +126,39 @@ class FakeRecommender:
         return cls(home, data["movies"], data["n_users"], (fake / "VERSION").read_text().strip(),
                    data["seed"], weight)
 
-    def counts(self) -> dict[str, int]:
-        return {"movies": len(self._movies), "users": len(self._users),
-                "posters": sum(m["has_poster"] for m in self._movies)}
-
-    def search_movies(self, q: str, n: int = 20) -> list[dict]:
-        q = q.strip().lower()
-        hits = [dict(m) for m in self._movies if q in m["title"].lower()]
-        return hits[:n]
+    # ------------------------------------------------------------ the catalogue
 
     def movie(self, movie_id: int) -> dict:
         try:
-            return dict(self._by_id[movie_id])
+            m = self._by_id[movie_id]
         except KeyError:
             raise UnknownMovieError(f"movie {movie_id} is not in dataset {DATASET}") from None
+        return {**m, "ratings": int(self._ratings[self._row[movie_id]])}
 
-    def _top(self, scores: np.ndarray, n: int, exclude: set[int]) -> list[dict]:
-        k = min(len(scores), n + len(exclude))
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        order = top[np.argsort(-scores[top], kind="stable")]
+    def describe(self, hits: Hits) -> list[dict]:
         out = []
-        for r in order:
-            mid = int(self._ids[r])
-            if mid in exclude:
-                continue
-            out.append({**self._by_id[mid], "score": float(scores[r])})
-            if len(out) == n:
-                break
+        for i, (mid, score) in enumerate(zip(hits.movie_ids.tolist(), hits.scores.tolist())):
+            item = {**self.movie(mid), "score": float(score)}
+            if hits.because is not None:
+                b = int(hits.because[i])
+                item["because"] = None if b == -1 else {"movie_id": b, "title": self._by_id[b]["title"]}
+            out.append(item)
         return out
 
-    def similar(self, movie_id: int, n: int = 10, visual_weight: float | None = None) -> list[dict]:
-        self.movie(movie_id)
-        w = self.default_weight if visual_weight is None else visual_weight
-        if not 0.0 <= w <= 1.0:
-            raise ValueError(f"visual_weight must be in [0, 1], got {w}")
-        r = self._row[movie_id]
-        scores = (1 - w) * (self._collab @ self._collab[r]) + w * (self._visual @ self._visual[r])
-        return self._top(scores, n, {movie_id})
+    def search_movies(self, q: str, n: int = 20) -> list[dict]:
+        q = q.strip().lower()
+        return [self.movie(m["movie_id"]) for m in self._movies if q in m["title"].lower()][:n]
 
-    def lookalike(self, movie_id: int, n: int = 10) -> list[dict]:
-        m = self.movie(movie_id)
-        if not self.has_posters:
-            raise ArtifactError("this model has no poster embeddings; run `posterec embed`")
-        if not m["has_poster"]:
-            raise UnknownMovieError(f"movie {movie_id} has no poster")
-        scores = self._visual @ self._visual[self._row[movie_id]]
-        no_poster = {mm["movie_id"] for mm in self._movies if not mm["has_poster"]}
-        return self._top(scores, n, {movie_id} | no_poster)
+    def popular_movies(self, n: int = 10) -> list[dict]:
+        order = np.lexsort((self._ids, -self._ratings))[:n]
+        return [self.movie(int(self._ids[r])) for r in order]
 
-    def recommend(self, user_id: int, n: int = 10, visual_weight: float | None = None) -> list[dict]:
-        if user_id not in self._seen:
-            raise UnknownUserError(f"user {user_id} is not in dataset {DATASET}")
-        likes_comedy = user_id % 2 == 0
-        liked = [mid for mid in sorted(self._seen[user_id])
-                 if self._comedy[self._row[mid]] == likes_comedy]
-        taste = np.where(self._comedy == likes_comedy, 1.0, 0.0) + 0.01 * self._collab[:, 1]
-        out = self._top(taste, n, self._seen[user_id])
-        for item in out:
-            if liked:
-                sims = [float(self._collab[self._row[item["movie_id"]]] @ self._collab[self._row[b]])
-                        for b in liked]
-                best = liked[int(np.argmax(sims))]
-                item["because"] = {"movie_id": best, "title": self._by_id[best]["title"]}
-            else:
-                item["because"] = None
-        return out
+    def sample_users(self, n: int = 20) -> list[int]:
+        return self._users[:n]
+
+    def counts(self) -> dict[str, int]:
+        return {"movies": len(self._movies), "users": len(self._users),
+                "posters": sum(m["has_poster"] for m in self._movies)}
 
     def poster_path(self, movie_id: int) -> Path | None:
         m = self._by_id.get(movie_id)
@@ -196,5 +170,53 @@ class FakeRecommender:
                 return p
         return None
 
-    def sample_users(self, n: int = 20) -> list[int]:
-        return self._users[:n]
+    def health(self) -> dict[str, list[str]]:
+        return {"missing_optional": [] if self.has_posters else ["visual"], "stale": list(self._stale)}
+
+    # ------------------------------------------------------------ queries
+
+    def _top(self, scores: np.ndarray, n: int, exclude: set[int]) -> Hits:
+        mask = np.isin(self._ids, np.fromiter(exclude, np.int64, len(exclude)))
+        cols, vals = top_n(scores, n, exclude=mask)
+        return hits_from(self._ids, cols, vals)
+
+    def similar(self, movie_id: int, n: int = 10, visual_weight: float | None = None) -> Hits:
+        self.movie(movie_id)
+        w = self.default_visual_weight if visual_weight is None else visual_weight
+        if not 0.0 <= w <= 1.0:
+            raise ValueError(f"visual_weight must be in [0, 1], got {w}")
+        r = self._row[movie_id]
+        scores = (1 - w) * (self._collab @ self._collab[r]) + w * (self._visual @ self._visual[r])
+        return self._top(scores, n, {movie_id})
+
+    def lookalike(self, movie_id: int, n: int = 10) -> Hits:
+        m = self.movie(movie_id)
+        if not self.has_posters:
+            raise ArtifactError("this model has no poster embeddings; run `posterec embed`")
+        if not m["has_poster"]:
+            raise UnknownMovieError(f"movie {movie_id} has no poster")
+        scores = self._visual @ self._visual[self._row[movie_id]]
+        no_poster = {mm["movie_id"] for mm in self._movies if not mm["has_poster"]}
+        return self._top(scores, n, {movie_id} | no_poster)
+
+    def recommend(self, user_id: int, n: int = 10, visual_weight: float | None = None) -> Hits:
+        if user_id not in self._seen:
+            raise UnknownUserError(f"user {user_id} is not in dataset {DATASET}")
+        likes_comedy = user_id % 2 == 0
+        liked = [mid for mid in sorted(self._seen[user_id])
+                 if self._comedy[self._row[mid]] == likes_comedy]
+        taste = np.where(self._comedy == likes_comedy, 1.0, 0.0) + 0.01 * self._collab[:, 1]
+        hits = self._top(taste, n, self._seen[user_id])
+        because = np.full(len(hits), -1, np.int64)
+        if liked:
+            liked_rows = [self._row[b] for b in liked]
+            for i, mid in enumerate(hits.movie_ids.tolist()):
+                sims = self._collab[liked_rows] @ self._collab[self._row[mid]]
+                because[i] = liked[int(np.argmax(sims))]
+        return Hits(hits.movie_ids, hits.scores, because)
+
+    def also_liked(self, movie_id: int, n: int = 10) -> Hits:
+        self.movie(movie_id)
+        fans = [u for u, s in self._seen.items() if movie_id in s]
+        scores = np.array([sum(mid in self._seen[u] for u in fans) for mid in self._ids], float)
+        return self._top(scores, n, {movie_id})

@@ -9,6 +9,7 @@
 - ``/t/p/<size>/<name>``: the replies scripted in ``routes[path]`` (a list of `Reply`, the n-th
   hit gets the n-th, the last repeating), else a fresh real JPEG made with Pillow.
 
+``Reply(trickle=1.0)`` sends its body 64 bytes a second (a slow-drip server).
 ``hits`` counts requests per path, ``requests`` lists (path, query); ``delay`` adds latency to every reply.
 """
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Reply:
     headers: dict = field(default_factory=dict)
     delay: float = 0.0
     content_type: str = "image/jpeg"
+    trickle: float = 0.0        # > 0: send the body 64 bytes at a time, this many seconds apart
 
 
 class FakeTmdb:
@@ -163,4 +165,10 @@ class FakeTmdb:
         for k, v in reply.headers.items():
             h.send_header(k, v)
         h.end_headers()
+        if reply.trickle > 0:
+            for i in range(0, len(reply.body), 64):
+                h.wfile.write(reply.body[i:i + 64])
+                h.wfile.flush()
+                time.sleep(reply.trickle)
+            return
         h.wfile.write(reply.body)

@@ -61,7 +61,7 @@ def _rewrite_line(path, lineno, new):
     ("ml1m_dir", "ml1m", "ratings.dat", "12\t7\t3\t881250949", "ratings.dat line 5: expected 4 fields separated by '::', got 1"),
     ("ml1m_dir", "ml1m", "movies.dat", "7::Broken (1990)", "movies.dat line 5: expected 3 fields separated by '::', got 2"),
     ("ml100k_dir", "ml100k", "u.user", "7|33|M|writer", "u.user line 5: expected 5 fields separated by '|', got 4"),
-    ("csv_dir", "csv", "ratings.csv", "12,7,9.5,881250949", "ratings.csv line 5: rating '9.5' is outside 0.5-5"),
+    ("csv_dir", "csv", "ratings.csv", "12,7,9.5,881250949", "ratings.csv line 5: rating 9.5 is off x's scale (steps of 0.5 from 0.5 to 5)"),
     ("csv_dir", "csv", "ratings.csv", "12,7", "ratings.csv line 5: expected 4 fields separated by ',', got 2"),
 ])
 def test_malformed_line_names_file_and_line(request, fixture, fmt, fname, line, message):

@@ -1,13 +1,14 @@
-"""save/load round trip, and clear ArtifactErrors for corrupt, truncated or mismatched files."""
+"""MovieIndex.save/load through a real model version; a truncated, foreign or mismatched index is an ArtifactError."""
 from __future__ import annotations
 
-import json
-
+import faiss
 import numpy as np
 import pytest
 
-from catalog import ArtifactError, Vectors
-from index import MovieFilter, MovieIndex, MovieMetadata
+from catalog import SCHEMA, ArtifactError, ModelStore, Vectors
+from index import BruteForce, MovieFilter, MovieIndex, MovieMetadata, check_hits
+
+INDEX_FILE = SCHEMA["index"].file
 
 
 @pytest.fixture
@@ -16,78 +17,136 @@ def vectors():
     return Vectors(np.arange(200, dtype=np.int64) * 3 + 1, rng.normal(size=(200, 12)).astype(np.float32))
 
 
+def saved(home, index, stage_entry=None):
+    """Write ``index`` into a new version of ``home``; the version and the entry save returned."""
+    store = ModelStore(home)
+    with store.new_version() as writer:
+        entry = index.save(writer)
+        writer.set_stage("build-index", {"index": entry} if stage_entry is None else stage_entry)
+    return store.open_current(), entry
+
+
+def written(home, data: bytes):
+    """A version whose index file is ``data``, listed in the manifest with its true sha256 and size."""
+    store = ModelStore(home)
+    with store.new_version() as writer:
+        writer.write("index", lambda tmp: tmp.write_bytes(data))
+    return store.open_current()
+
+
+def metadata_of(ids):
+    return MovieMetadata.from_mapping({int(i): (("Drama",) if i % 2 else ("Comedy",), 1990) for i in ids})
+
+
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-def test_round_trip_gives_same_results(tmp_path, vectors, kind):
-    meta = MovieMetadata.from_mapping({int(i): (("Drama",) if i % 2 else ("Comedy",), 1990) for i in vectors.ids})
-    index = MovieIndex.build(vectors, kind=kind, metadata=meta)
-    manifest = index.save(tmp_path)
-    assert manifest["dim"] == 12 and manifest["count"] == 200 and manifest["kind"] == kind
-    assert json.loads((tmp_path / "index.json").read_text())["file_sha256"] == manifest["file_sha256"]
-    loaded = MovieIndex.load(tmp_path, dim=12)
-    q = vectors.values[:5]
-    a, b = index.search(q, n=7), loaded.search(q, n=7)
-    np.testing.assert_array_equal(a.movie_ids, b.movie_ids)
-    np.testing.assert_allclose(a.scores, b.scores)
+@pytest.mark.parametrize("normalize", [True, False])
+def test_round_trip_gives_same_results(tmp_path, vectors, kind, normalize):
+    index = MovieIndex.build(vectors, kind=kind, normalize=normalize)
+    version, entry = saved(tmp_path, index)
+    assert entry == index.describe()
+    assert {k: entry[k] for k in ("dim", "count", "kind", "normalize")} == \
+        {"dim": 12, "count": 200, "kind": kind, "normalize": normalize}
+    assert entry["metric"] == ("cosine" if normalize else "inner_product") and len(entry["ids_sha256"]) == 64
+    assert sorted(p.name for p in version.path.iterdir()) == sorted([INDEX_FILE, "manifest.json"])
+    assert version.stage("build-index")["index"] == entry
+    loaded = MovieIndex.load(version, version.stage("build-index")["index"], metadata=metadata_of(vectors.ids))
+    assert loaded.config == index.config and loaded.movie_ids.tolist() == vectors.ids.tolist()
+    q = vectors.values[:25]
+    check_hits(loaded.search(q, n=7), index.search(q, n=7))
     spec = MovieFilter(genres="Comedy")
-    np.testing.assert_array_equal(loaded.search(q, 5, filter=spec).movie_ids, index.search(q, 5, filter=spec).movie_ids)
-    assert loaded.config == index.config
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.faiss", "index.json", "index_metadata.json"]
+    check_hits(loaded.search(q, n=5, filter=spec),
+               BruteForce.build(vectors, normalize, metadata_of(vectors.ids)).search(q, n=5, filter=spec))
+    with pytest.raises(ValueError, match="metadata"):
+        MovieIndex.load(version, entry).search(q[0], n=5, filter=spec)
 
 
-def test_dimension_mismatch_is_refused(tmp_path, vectors):
-    MovieIndex.build(vectors).save(tmp_path)
-    with pytest.raises(ArtifactError, match="dimension 12 but the queries have 64"):
-        MovieIndex.load(tmp_path, dim=64)
+def test_truncated_file_written_into_the_version_is_an_artifact_error(tmp_path, vectors):
+    index = MovieIndex.build(vectors)
+    data = faiss.serialize_index(index._index).tobytes()
+    version = written(tmp_path, data[: len(data) // 3])
+    with pytest.raises(ArtifactError, match=rf"{INDEX_FILE}: not a readable FAISS index.*build-index") as err:
+        MovieIndex.load(version, index.describe())
+    assert str(version.path) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_corrupted_file_is_refused(tmp_path, vectors):
-    MovieIndex.build(vectors).save(tmp_path)
-    data = bytearray((tmp_path / "index.faiss").read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    (tmp_path / "index.faiss").write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="corrupted"):
-        MovieIndex.load(tmp_path)
+@pytest.mark.parametrize("junk", [b"", b"not a faiss index" * 10, np.random.default_rng(1).bytes(5000)])
+def test_foreign_bytes_are_an_artifact_error(tmp_path, vectors, junk):
+    index = MovieIndex.build(vectors)
+    version = written(tmp_path, junk)
+    with pytest.raises(ArtifactError, match=f"{INDEX_FILE}: not a readable FAISS index"):
+        MovieIndex.load(version, index.describe())
 
 
-def test_truncated_file_is_refused(tmp_path, vectors):
-    MovieIndex.build(vectors).save(tmp_path)
-    data = (tmp_path / "index.faiss").read_bytes()
-    (tmp_path / "index.faiss").write_bytes(data[: len(data) // 3])
-    with pytest.raises(ArtifactError, match="truncated"):
-        MovieIndex.load(tmp_path)
+def test_foreign_faiss_indexes_are_artifact_errors(tmp_path, vectors):
+    entry = MovieIndex.build(vectors).describe()
+    bare = faiss.IndexFlatIP(12)
+    bare.add(vectors.values)
+    version = written(tmp_path / "a", faiss.serialize_index(bare).tobytes())
+    with pytest.raises(ArtifactError, match="IndexFlatIP, not the IndexIDMap2"):
+        MovieIndex.load(version, entry)
+    l2 = faiss.IndexIDMap2(faiss.IndexFlatL2(12))
+    l2.add_with_ids(vectors.values, vectors.ids)
+    version = written(tmp_path / "b", faiss.serialize_index(l2).tobytes())
+    with pytest.raises(ArtifactError, match="not the inner-product flat index"):
+        MovieIndex.load(version, entry)
 
 
-def test_garbage_with_matching_manifest_is_refused(tmp_path, vectors):
-    import hashlib
-
-    MovieIndex.build(vectors).save(tmp_path)
-    junk = b"not a faiss index" * 10
-    (tmp_path / "index.faiss").write_bytes(junk)
-    manifest = json.loads((tmp_path / "index.json").read_text())
-    manifest.update(file_bytes=len(junk), file_sha256=hashlib.sha256(junk).hexdigest())
-    (tmp_path / "index.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="not a readable FAISS index"):
-        MovieIndex.load(tmp_path)
-
-
-def test_missing_or_broken_manifest(tmp_path, vectors):
-    with pytest.raises(ArtifactError, match="index.json: missing"):
-        MovieIndex.load(tmp_path)
-    MovieIndex.build(vectors).save(tmp_path)
-    (tmp_path / "index.json").write_text("{")
-    with pytest.raises(ArtifactError, match="not valid JSON"):
-        MovieIndex.load(tmp_path)
+def test_file_changed_after_writing_is_an_artifact_error(tmp_path, vectors):
+    version, entry = saved(tmp_path, MovieIndex.build(vectors))
+    path = version.path / INDEX_FILE
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated or replaced"):
+        MovieIndex.load(version, entry)
+    path.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
+    with pytest.raises(ArtifactError, match="sha256"):
+        MovieIndex.load(ModelStore(tmp_path).open_current(), entry)
+    path.unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        MovieIndex.load(ModelStore(tmp_path).open_current(), entry)
 
 
-def test_save_never_writes_into_a_hard_linked_file(tmp_path, vectors):
-    import os
+def test_entry_that_does_not_match_the_file_is_an_artifact_error(tmp_path, vectors):
+    version, entry = saved(tmp_path, MovieIndex.build(vectors))
+    other = MovieIndex.build(vectors.subset(vectors.ids[:50])).describe()
+    with pytest.raises(ArtifactError, match="holds 200 vectors of dimension 12 but its manifest entry says 50"):
+        MovieIndex.load(version, other)
+    shuffled = MovieIndex.build(vectors.subset(vectors.ids[::-1])).describe()
+    with pytest.raises(ArtifactError, match="other ids"):
+        MovieIndex.load(version, shuffled)
+    with pytest.raises(ArtifactError, match="holds a FAISS IndexFlatIP"):
+        MovieIndex.load(version, MovieIndex.build(vectors, kind="hnsw").describe())
+    with pytest.raises(ArtifactError, match="lacks count, ids_sha256"):
+        MovieIndex.load(version, {k: v for k, v in entry.items() if k not in ("count", "ids_sha256")})
+    with pytest.raises(ArtifactError, match="not an object"):
+        MovieIndex.load(version, [entry])
+    with pytest.raises(ArtifactError, match="bad config"):
+        MovieIndex.load(version, dict(entry, config=dict(entry["config"], colour="red")))
+    with pytest.raises(ArtifactError, match="kind 'hnsw'"):
+        MovieIndex.load(version, dict(entry, kind="hnsw"))
 
-    old, new = tmp_path / "old", tmp_path / "new"
-    MovieIndex.build(vectors).save(old)
-    new.mkdir()
-    for name in ("index.faiss", "index.json"):
-        os.link(old / name, new / name)
-    before = (old / "index.faiss").read_bytes()
-    MovieIndex.build(vectors.subset(vectors.ids[:50])).save(new)
-    assert (old / "index.faiss").read_bytes() == before
-    assert len(MovieIndex.load(old)) == 200 and len(MovieIndex.load(new)) == 50
+
+def test_version_without_an_index_says_how_to_make_one(tmp_path, vectors):
+    store = ModelStore(tmp_path)
+    with store.new_version() as writer:
+        writer.write_arrays("visual", ids=vectors.ids, values=vectors.values)
+    with pytest.raises(ArtifactError, match=f"{INDEX_FILE}: not in model version.*build-index"):
+        MovieIndex.load(store.open_current(), MovieIndex.build(vectors).describe())
+
+
+def test_new_visual_vectors_drop_the_old_index(tmp_path, vectors):
+    store = ModelStore(tmp_path)
+    saved(tmp_path, MovieIndex.build(vectors))
+    with store.new_version() as writer:
+        writer.write_arrays("visual", ids=vectors.ids, values=vectors.values)
+    version = store.open_current()
+    assert not version.has("index") and not (version.path / INDEX_FILE).exists()
+
+
+def test_added_vectors_round_trip(tmp_path, vectors):
+    index = MovieIndex.build(vectors.subset(vectors.ids[:150]))
+    index.add(vectors.subset(vectors.ids[150:]))
+    version, entry = saved(tmp_path, index)
+    loaded = MovieIndex.load(version, entry)
+    assert len(loaded) == 200 and int(vectors.ids[190]) in loaded
+    check_hits(loaded.search(vectors.values[:30], n=8), BruteForce.build(vectors).search(vectors.values[:30], n=8))

@@ -37,6 +37,7 @@ def test_health_reports_version_dataset_and_counts(client):
     assert body["dataset"] == "fake-planted"
     assert body["has_posters"] is True
     assert body["counts"]["movies"] == 40
+    assert body["missing_optional"] == [] and body["stale"] == []
 
 
 def test_search_finds_titles_and_links_posters(client):
@@ -70,6 +71,7 @@ def test_similar_returns_the_same_genre_and_honours_weight(client):
     collab = client.get("/movies/2/similar", params={"n": 8, "visual_weight": 0}).json()
     visual = client.get("/movies/2/similar", params={"n": 8, "visual_weight": 1}).json()
     assert collab["visual_weight"] == 0 and visual["visual_weight"] == 1
+    assert client.get("/movies/2/similar", params={"visual_weight": 0.26}).json()["visual_weight"] == 0.25
     assert [m["movie_id"] for m in collab["results"]] != [m["movie_id"] for m in visual["results"]]
 
 
@@ -119,7 +121,8 @@ def test_n_is_capped(home, monkeypatch):
 def test_a_model_without_posters_is_collaborative_only(tmp_path):
     home = make_fake_home(tmp_path / "bare", n_movies=20, posters=False)
     with TestClient(create_app(home, loader=FakeRecommender.load)) as c:
-        assert c.get("/health").json()["has_posters"] is False
+        health = c.get("/health").json()
+        assert health["has_posters"] is False and health["missing_optional"] == ["visual"]
         r = c.get("/movies/1/lookalike")
         assert r.status_code == 404 and "no poster embeddings" in r.json()["detail"]
         assert c.get("/movies/1/similar").status_code == 200
@@ -227,7 +230,7 @@ def test_rebuild_swaps_while_queries_keep_answering(client, monkeypatch):
     assert versions == {"fake-v1", "fake-v2"}  # answered by the old model, then by the new
     assert client.get("/health").json()["version"] == "fake-v2"
     # the new model uses the weight the rebuild was asked for
-    assert client.app.state.posterec.recommender.default_weight == 0.25
+    assert client.app.state.posterec.recommender.default_visual_weight == 0.25
 
 
 def test_failed_rebuild_keeps_the_old_model(client, home, monkeypatch):

@@ -279,3 +279,96 @@ def test_tflite_runtime_matches_keras(tmp_path, config035, embedder035):
     a, b = fast.embed_images(images), embedder035.embed_images(images)
     assert a.shape == b.shape == (5, 1280)
     assert float(np.min(np.sum(a * b, axis=1))) > 0.999
+
+
+# -- the cache under faults (a tiny random CNN: no ../shared needed) --------------------------
+TINY = VisionConfig(image_size=32, batch_size=4)
+
+
+def tiny_model(seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255.0),
+                             keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.UnitNormalization()])
+
+
+@pytest.fixture(scope="module")
+def tiny_embedder():
+    from vision_model import PosterEmbedder
+
+    return PosterEmbedder(TINY, model=tiny_model(), runtime="keras")
+
+
+def tiny_posters(folder: Path, n: int) -> list[Entry]:
+    return [write_entry(folder, m, poster_bytes("sun" if m % 2 else "stripes", m, size=(40 + m, 60)))
+            for m in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong-shapes"])
+def test_corrupt_cache_file_is_discarded_and_recomputed(tmp_path, tiny_embedder, caplog, damage):
+    from catalog.arrays import save_npz
+    from vision_model import embed_posters
+    from vision_model.cache import EmbeddingCache
+
+    entries, cache_dir = tiny_posters(tmp_path / "p", 6), tmp_path / "cache"
+    first = embed_posters(entries, TINY, cache_dir=cache_dir, embedder=tiny_embedder, progress=False)
+    path = EmbeddingCache(cache_dir, TINY.cache_key()).path
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a zip at all")
+    else:
+        save_npz(path, sha256=np.array([e.sha256 for e in entries]), values=np.zeros((2, 8), np.float32))
+    with caplog.at_level("WARNING"):
+        again = embed_posters(entries, TINY, cache_dir=cache_dir, embedder=tiny_embedder, progress=False)
+    assert "unreadable" in caplog.text and "embedded again" in caplog.text
+    assert (again.n_embedded, again.n_cached) == (6, 0)
+    np.testing.assert_allclose(again.vectors.values, first.vectors.values, atol=1e-6)
+    third = embed_posters(entries, TINY, cache_dir=cache_dir, embedder=tiny_embedder, progress=False)
+    assert (third.n_embedded, third.n_cached) == (0, 6)  # the file was rewritten whole
+
+
+def test_ctrl_c_during_embed_keeps_the_finished_batches(tmp_path, tiny_embedder):
+    from vision_model import embed_posters
+
+    entries, cache_dir = tiny_posters(tmp_path / "p", 14), tmp_path / "cache"
+    calls = {"n": 0}
+    real = tiny_embedder._run
+
+    def interrupt_third(images):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(images)
+
+    tiny_embedder._run = interrupt_third
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            embed_posters(entries, TINY, cache_dir=cache_dir, embedder=tiny_embedder, progress=False,
+                          checkpoint_every=3600)  # only the interrupt saves
+    finally:
+        del tiny_embedder._run
+    rerun = embed_posters(entries, TINY, cache_dir=cache_dir, embedder=tiny_embedder, progress=False)
+    assert (rerun.n_cached, rerun.n_embedded) == (8, 6)  # two batches of 4 survived
+    fresh = embed_posters(entries, TINY, embedder=tiny_embedder, progress=False)
+    np.testing.assert_allclose(rerun.vectors.values, fresh.vectors.values, atol=1e-6)
+    assert not list(cache_dir.glob("*.part-*"))  # folded into the main file
+
+
+def test_checkpoints_are_merged_and_two_runs_keep_each_others_rows(tmp_path):
+    from vision_model.cache import EmbeddingCache
+
+    a, b = EmbeddingCache(tmp_path, "k"), EmbeddingCache(tmp_path, "k")
+    def v(x):
+        return np.full(4, x, np.float32)
+
+    assert len(a) == 0 and len(b) == 0
+    a.add({"s1": v(1)})
+    b.add({"s2": v(2)})
+    a.put({"s3": v(3)})
+    b.put({"s4": v(4)})  # b loaded before a's put: it must not drop s1/s3
+    c = EmbeddingCache(tmp_path, "k")
+    assert sorted(c.get({"s1", "s2", "s3", "s4"})) == ["s1", "s2", "s3", "s4"]
+    assert not c.part_paths()

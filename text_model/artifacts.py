@@ -1,33 +1,63 @@
-"""Writing a trained `TextModel` into a new model version (the artifact contract)."""
+"""Writing a trained `TextModel` into a new model version: the ``train`` stage's artifacts."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from catalog import ArtifactError, ModelStore, SeenItems, dataset_checksum
-from catalog.arrays import save_npz
-
-from .queries import (COLLAB, RANKING_MOVIES, RANKING_USERS, SCORING_MOVIES, SCORING_USERS, SEEN, USERS)
-
-TEST_PAIRS = "test.npz"
-CURVE = "training_curve.png"
+from catalog import SCHEMA, Interactions, dataset_checksum
 
 
-def save_test_pairs(path: Path, test) -> None:
-    save_npz(path, user_ids=test["user_id"].to_numpy(np.int64), movie_ids=test["movie_id"].to_numpy(np.int64),
-             ratings=test["rating"].to_numpy(np.float32))
+def save_trained(writer, tm, dataset, split, metrics: dict, home) -> None:
+    """Write ``tm`` and what it was trained on into ``writer`` (a `catalog.VersionWriter`).
+
+    Artifacts: ``keras_model``, ``text_model``, ``ranking``, ``interactions`` (the *training*
+    ratings only: a model knows only its training data), ``test_pairs`` (when the split held
+    anything out) and ``training_curve``; then the ``train`` stage entry and the top-level
+    ``dataset``, ``dataset_checksum`` and ``purpose`` of the manifest.
+    """
+    tm.save(writer)
+    ranking = tm.ranking_model()
+    ranking.save(writer)
+    writer.write_arrays("interactions", **Interactions.from_ratings(split.train).to_arrays())
+    if len(split.test):
+        writer.write_arrays("test_pairs", user_ids=split.test["user_id"].to_numpy(np.int64),
+                            movie_ids=split.test["movie_id"].to_numpy(np.int64),
+                            ratings=split.test["rating"].to_numpy(np.float32))
+    title = f"text_model ({tm.config.name}) on {dataset.name}"
+    writer.write("training_curve", lambda tmp: plot_curve(tm.history, tmp, title))
+    checksum = dataset_checksum(home, dataset.name)
+    rv = tm.rating_vectors()
+    writer.set_stage("train", {
+        "config": tm.config.to_dict(), "dataset": dataset.name, "dataset_checksum": checksum,
+        "split": split.describe(), "metrics": metrics, "epochs_run": len(tm.history.get("loss", [])),
+        "fit_seconds": round(float(tm.fit_seconds), 2),
+        "ranking": {"name": ranking.name, "params": ranking.params},
+        "rating_range": list(tm.rating_range), "vector_dim": tm.config.vector_dim,
+        "n_users": len(rv.user_ids), "n_movies": len(rv.movie_ids),
+    })
+    writer.manifest["dataset"] = dataset.name
+    writer.manifest["dataset_checksum"] = checksum
+    writer.manifest["purpose"] = "evaluation" if len(split.test) else "use"
 
 
-def load_test_pairs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not path.exists():
-        raise ArtifactError(f"{path}: missing; retrain with `posterec train`")
-    with np.load(path, allow_pickle=False) as d:
-        return d["user_ids"], d["movie_ids"], d["ratings"]
+def load_test_pairs(version) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user ids, movie ids, ratings) held out at training; empty when the version held none out."""
+    if not version.has("test_pairs"):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    a = version.arrays("test_pairs")
+    try:
+        out = (np.asarray(a["user_ids"], np.int64), np.asarray(a["movie_ids"], np.int64),
+               np.asarray(a["ratings"], np.float32))
+    except KeyError as exc:
+        raise version.invalid(SCHEMA["test_pairs"], f"lacks the array {exc}") from None
+    if not len(out[0]) == len(out[1]) == len(out[2]):
+        raise version.invalid(SCHEMA["test_pairs"], "its arrays differ in length")
+    return out
 
 
 def plot_curve(history: dict, path: Path, title: str = "text_model") -> None:
+    """The training curve (RMSE per epoch) as a PNG at ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,43 +70,8 @@ def plot_curve(history: dict, path: Path, title: str = "text_model") -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("RMSE")
     ax.set_title(title)
-    ax.legend()
+    if any(history.get(k) for k in ("rmse", "val_rmse")):
+        ax.legend()
     ax.grid(alpha=0.3)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80, bbox_inches="tight")
+    fig.savefig(path, dpi=80, bbox_inches="tight", format="png")
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def write_version(home, dataset, split, tm, metrics: dict) -> Path:
-    """A new model version holding ``tm``'s files; returns its folder (now CURRENT)."""
-    store = ModelStore(home)
-    with store.new_version() as w:
-        folder = Path(w.path)
-        tm.save(folder)
-        users, movies = tm.vectors()
-        movies.save(folder / COLLAB)
-        users.save(folder / USERS)
-        su, sm = tm.scoring_vectors()
-        su.save(folder / SCORING_USERS)
-        sm.save(folder / SCORING_MOVIES)
-        ru, rm = tm.ranking_vectors()
-        ru.save(folder / RANKING_USERS)
-        rm.save(folder / RANKING_MOVIES)
-        SeenItems.from_ratings(dataset.ratings).save(folder / SEEN)
-        save_test_pairs(folder / TEST_PAIRS, split.test)
-        plot_curve(tm.history, folder / CURVE, f"text_model ({tm.config.name}) on {dataset.name}")
-        w.manifest["dataset"] = dataset.name
-        w.manifest["text_model"] = {
-            "config": tm.config.to_dict(), "dataset": dataset.name,
-            "dataset_checksum": dataset_checksum(home, dataset.name), "split": split.describe(),
-            "metrics": metrics, "epochs_run": len(tm.history.get("loss", [])),
-            "fit_seconds": round(tm.fit_seconds, 2), "ranking_choice": tm.ranking_validation,
-            "rating_range": list(tm.rating_range), "vector_dim": tm.config.vector_dim,
-            "n_users": len(users), "n_movies": len(movies),
-            "scoring": "dot(scoring_users, scoring_movies) == predicted rating (before clipping)"
-                       if tm.config.head == "dot" else "fc head: scoring vectors are the plain towers",
-            "ranking": "dot(ranking_users, ranking_movies) == PureSVD(k) score + rating_weight * predicted rating"
-                       if tm.ranking_factors is not None else "ranking vectors == scoring vectors",
-        }
-    return store.require_current()

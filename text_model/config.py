@@ -28,6 +28,9 @@ class TextModelConfig:
     # SVD++-style implicit feedback: each user tower also pools embeddings of the movies the user
     # rated in training, each movie tower those of its raters (0: off)
     implicit_dim: int = 16
+    # "batch": pool only the batch's histories (a step costs the batch); "full": every history
+    # on every step (the old way, same numbers; kept as the benchmark baseline)
+    implicit_pooling: str = "batch"
     # both towers: hidden dense layers, then a tanh output of vector_dim
     hidden_units: tuple[int, ...] = ()
     vector_dim: int = 32
@@ -52,6 +55,9 @@ class TextModelConfig:
     rating_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 
     def __post_init__(self) -> None:
+        if self.implicit_pooling not in ("batch", "full"):
+            raise ValueError(f"config {self.name!r}: implicit_pooling must be 'batch' or 'full', "
+                             f"got {self.implicit_pooling!r}")
         if self.head not in HEADS:
             raise ValueError(f"config {self.name!r}: head must be one of {HEADS}, got {self.head!r}")
         for key in ("user_embedding_dim", "movie_embedding_dim", "genre_embedding_dim",

@@ -6,7 +6,8 @@ same configuration and seed, on the leave-last-out training set (every user's la
 removed), then ranks, for each user, every movie they have not rated in that training set.
 The held-out movie is never seen in training. A most-popular baseline (movies by number of
 training ratings) and the same model ranked by predicted rating alone are measured alongside.
-Recommend's ranking blends the predicted rating with PureSVD (see `text_model.implicit`).
+Recommend's ranking blends the predicted rating with PureSVD (see `text_model.ranking`).
+Users are scored in chunks reduced to top-N at once: memory never holds users x movies.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from catalog import make_split
 
 from .config import TextModelConfig
 from .metrics import mae, ranking_report, rmse
+from .scoring import pair_matrix, top_n_chunked, top_n_dot
 
 
 def rating_metrics(tm, user_ids, movie_ids, ratings) -> dict:
@@ -33,26 +35,32 @@ def ranking_metrics(dataset, config: TextModelConfig, seed: int = 0, n: int = 10
     tm = fit_text_model(dataset, split.train, config, seed=seed, verbose=verbose)
     fit_seconds = time.perf_counter() - start
     vocab = tm.vocab
-    test_users = vocab.user_rows(split.test["user_id"].to_numpy(np.int64))
+    n_movies = len(vocab.movie_ids)
+    test_users = vocab.user_rows(split.test["user_id"].to_numpy(np.int64)).astype(np.int64)
     target = vocab.movie_rows(split.test["movie_id"].to_numpy(np.int64))
-    exclude = np.zeros((len(test_users), len(vocab.movie_ids)), dtype=bool)
+    # what each test user rated in training: never a candidate (a sparse mask, scored in chunks)
     row_of = np.full(len(vocab.user_ids), -1, dtype=np.int64)
     row_of[test_users] = np.arange(len(test_users))
-    tr_u = vocab.user_rows(split.train["user_id"].to_numpy(np.int64))
+    tr_u = row_of[vocab.user_rows(split.train["user_id"].to_numpy(np.int64))]
     tr_m = vocab.movie_rows(split.train["movie_id"].to_numpy(np.int64))
-    keep = row_of[tr_u] >= 0
-    exclude[row_of[tr_u[keep]], tr_m[keep]] = True
-    counts = np.bincount(tr_m, minlength=len(vocab.movie_ids)).astype(np.float64)
+    keep = tr_u >= 0
+    exclude = pair_matrix(tr_u[keep], tr_m[keep], (len(test_users), n_movies))
+    counts = np.bincount(tr_m, minlength=n_movies).astype(np.float32)
 
+    ranking = tm.ranking_model()
     ru, rm = tm.ranking_vectors()
-    scores = ru.values[test_users] @ rm.values.T
-    report = ranking_report(scores, exclude, target, n)
     su, sm = tm.scoring_vectors()
-    rating_only = ranking_report(su.values[test_users] @ sm.values.T, exclude, target, n)
-    popular = ranking_report(np.broadcast_to(counts, exclude.shape), exclude, target, n)
+    top, _ = top_n_dot(ru.values[test_users], rm.values, n, exclude)
+    report = ranking_report(top, target, n_movies, n)
+    top, _ = top_n_dot(su.values[test_users], sm.values, n, exclude)
+    rating_only = ranking_report(top, target, n_movies, n)
+    top, _ = top_n_chunked(lambda rows: np.broadcast_to(counts, (rows.stop - rows.start, n_movies)),
+                           len(test_users), n_movies, n, exclude)
+    popular = ranking_report(top, target, n_movies, n)
     return {**report,
             "most_popular": popular, "rating_only": rating_only,
-            "ranking_choice": tm.ranking_validation, "n_users": int(len(test_users)),
+            "ranking": {"name": ranking.name, "params": ranking.params},
+            "ranking_choice": ranking.params.get("validation", {}), "n_users": int(len(test_users)),
             "ranking_fit_seconds": round(fit_seconds, 2),
             "protocol": "leave-last-out: a separate model with the same config fit without each user's "
                         "latest rating; all movies the user has not rated in that training set are candidates"}

@@ -150,38 +150,75 @@ class ColumnSlice(layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop, "squeeze": self.squeeze}
 
 
+POOLINGS = ("batch", "full")
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class ImplicitPool(layers.Layer):
     """SVD++-style implicit feedback: row ``i`` -> sum of embeddings of its neighbours / sqrt(count).
 
     For a user the neighbours are the movies they rated in training (for a movie, the users who
-    rated it). The sparse neighbourhood is stored as constant (row, col, weight) arrays, saved
-    with the model; each call pools all rows at once (cheap: one sparse x dense product).
+    rated it). The neighbourhood is a constant CSR (``indptr``, ``cols``), saved with the model.
+
+    ``pooling="batch"`` (the default) pools only the distinct rows of the batch: their neighbours
+    are gathered from the CSR, so a step costs the batch's histories, whatever the number of
+    rows outside it. ``pooling="full"`` pools every row with one sparse x dense product and then
+    picks the batch's rows: the same numbers, at a cost of every history on every step (kept
+    as the baseline that ``benchmarks/train_scaling.py`` compares against).
     """
 
-    def __init__(self, n_rows: int, n_cols: int, nnz: int, dim: int, l2: float = 0.0, **kwargs):
+    def __init__(self, n_rows: int, n_cols: int, nnz: int, dim: int, l2: float = 0.0, pooling: str = "batch",
+                 **kwargs):
         super().__init__(**kwargs)
+        if pooling not in POOLINGS:
+            raise ValueError(f"implicit pooling must be one of {POOLINGS}, got {pooling!r}")
         self.n_rows, self.n_cols, self.nnz, self.dim, self.l2 = int(n_rows), int(n_cols), int(nnz), int(dim), float(l2)
-        self.rows = self.add_weight(shape=(self.nnz,), dtype="int32", initializer="zeros", trainable=False, name="rows")
+        self.pooling = pooling
+        self.indptr = self.add_weight(shape=(self.n_rows + 1,), dtype="int32", initializer="zeros", trainable=False,
+                                      name="indptr")
         self.cols = self.add_weight(shape=(self.nnz,), dtype="int32", initializer="zeros", trainable=False, name="cols")
-        self.weights_ = self.add_weight(shape=(self.nnz,), initializer="zeros", trainable=False, name="weights")
         self.embeddings = self.add_weight(shape=(self.n_cols, self.dim), name="embeddings",
                                           initializer=keras.initializers.RandomNormal(stddev=0.05),
                                           regularizer=keras.regularizers.L2(self.l2) if self.l2 else None)
 
     def set_neighbours(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        rows, cols = np.asarray(rows, np.int32), np.asarray(cols, np.int32)
-        counts = np.bincount(rows, minlength=self.n_rows).astype(np.float32)
-        self.rows.assign(rows)
-        self.cols.assign(cols)
-        self.weights_.assign(1.0 / np.sqrt(np.maximum(counts[rows], 1.0)))
+        rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+        order = np.lexsort((cols, rows))
+        counts = np.bincount(rows, minlength=self.n_rows)
+        self.indptr.assign(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+        self.cols.assign(cols[order].astype(np.int32))
+
+    def gathered(self, index):
+        """(distinct rows of ``index``, where each entry of ``index`` is among them, neighbour
+        positions into ``cols``, the distinct row each position belongs to, neighbour counts)."""
+        import tensorflow as tf  # ragged ranges: no keras.ops equivalent
+
+        rows, where = tf.unique(tf.reshape(tf.cast(index, "int32"), [-1]))
+        starts, ends = tf.gather(self.indptr, rows), tf.gather(self.indptr, rows + 1)
+        positions = tf.ragged.range(starts, ends)
+        return rows, where, positions.flat_values, tf.cast(positions.value_rowids(), "int32"), ends - starts
 
     def call(self, index):
+        import tensorflow as tf
+
+        if self.pooling == "full":
+            return self._full(index)
+        rows, where, positions, owner, counts = self.gathered(index)
+        neighbours = tf.gather(self.cols, positions)
+        # the gradient is an IndexedSlices over the gathered rows only
+        summed = tf.math.segment_sum(tf.gather(self.embeddings, neighbours), owner)
+        summed = tf.pad(summed, [[0, tf.size(rows) - tf.shape(summed)[0]], [0, 0]])  # trailing empty rows
+        scale = tf.math.rsqrt(tf.maximum(tf.cast(counts, summed.dtype), 1.0))
+        return tf.reshape(tf.gather(summed * scale[:, None], where), tf.concat([tf.shape(index), [self.dim]], 0))
+
+    def _full(self, index):
         import tensorflow as tf  # a sparse x dense product: no keras.ops equivalent
 
-        # far cheaper than gather + segment_sum, whose gradient is an nnz-row IndexedSlices
-        indices = tf.stack([tf.cast(self.rows, "int64"), tf.cast(self.cols, "int64")], axis=1)
-        matrix = tf.SparseTensor(indices, tf.convert_to_tensor(self.weights_), (self.n_rows, self.n_cols))
+        counts = self.indptr[1:] - self.indptr[:-1]
+        row_of = tf.repeat(tf.range(self.n_rows, dtype="int32"), counts)
+        weights = tf.math.rsqrt(tf.maximum(tf.cast(tf.gather(counts, row_of), "float32"), 1.0))
+        indices = tf.stack([tf.cast(row_of, "int64"), tf.cast(self.cols, "int64")], axis=1)
+        matrix = tf.SparseTensor(indices, weights, (self.n_rows, self.n_cols))
         pooled = tf.sparse.sparse_dense_matmul(matrix, self.embeddings)
         return ops.take(pooled, ops.cast(index, "int32"), axis=0)
 
@@ -190,4 +227,4 @@ class ImplicitPool(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_rows": self.n_rows, "n_cols": self.n_cols, "nnz": self.nnz,
-                "dim": self.dim, "l2": self.l2}
+                "dim": self.dim, "l2": self.l2, "pooling": self.pooling}

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from catalog import top_n as _top_n
+
 
 def rmse(truth, pred) -> float:
     d = np.asarray(truth, np.float64) - np.asarray(pred, np.float64)
@@ -14,12 +16,10 @@ def mae(truth, pred) -> float:
 
 
 def top_n(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
-    """Column positions of the ``n`` best scores per row, best first, never an excluded cell."""
-    s = np.where(exclude, -np.inf, scores.astype(np.float64, copy=False))
-    n = min(n, s.shape[1])
-    part = np.argpartition(-s, n - 1, axis=1)[:, :n]
-    order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    """Column positions of the ``n`` best scores per row, best first, never an excluded cell
+    (-1 pads a row with fewer allowed cells); `catalog.top_n` ranks."""
+    cols, _ = _top_n(scores, n, exclude)
+    return cols
 
 
 def hit_rate_ndcg(top: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -33,10 +33,10 @@ def hit_rate_ndcg(top: np.ndarray, target: np.ndarray) -> tuple[float, float]:
 
 def coverage(top: np.ndarray, n_items: int) -> float:
     """Share of the catalogue that appears in at least one top-N list."""
-    return float(len(np.unique(top)) / max(n_items, 1))
+    return float(len(np.unique(top[top >= 0])) / max(n_items, 1))
 
 
-def ranking_report(scores: np.ndarray, exclude: np.ndarray, target: np.ndarray, n: int = 10) -> dict:
-    top = top_n(scores, exclude, n)
+def ranking_report(top: np.ndarray, target: np.ndarray, n_items: int, n: int = 10) -> dict:
+    """HR@N, NDCG@N and coverage@N of top-N lists (column positions, one row per user)."""
     hr, ndcg = hit_rate_ndcg(top, target)
-    return {f"hr_at_{n}": hr, f"ndcg_at_{n}": ndcg, f"coverage_at_{n}": coverage(top, scores.shape[1])}
+    return {f"hr_at_{n}": hr, f"ndcg_at_{n}": ndcg, f"coverage_at_{n}": coverage(top, n_items)}

@@ -35,9 +35,9 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
     if c.implicit_dim and interactions is not None:
         u_rows, m_rows = interactions
         implicit = [ImplicitPool(sizes["users"], sizes["movies"], len(u_rows), c.implicit_dim, c.l2,
-                                 name="user_implicit"),
+                                 c.implicit_pooling, name="user_implicit"),
                     ImplicitPool(sizes["movies"], sizes["users"], len(u_rows), c.implicit_dim, c.l2,
-                                 name="movie_implicit")]
+                                 c.implicit_pooling, name="movie_implicit")]
         implicit[0].set_neighbours(u_rows, m_rows)
         implicit[1].set_neighbours(m_rows, u_rows)
     user_in = keras.Input(shape=(), dtype="int32", name="user")

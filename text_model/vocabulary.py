@@ -2,20 +2,18 @@
 
 Row 0 of every categorical table means "unknown / padding"; title word 1 is the OOV token,
 which rare training words (fewer than ``min_word_count`` titles) are mapped to so that it is
-trained and an unseen word lands somewhere sensible. Saved as ``vocab.json``; numpy only.
+trained and an unseen word lands somewhere sensible. Saved as JSON inside the ``text_model``
+artifact; numpy only.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from catalog import ArtifactError, UnknownMovieError, UnknownUserError
+from catalog import UnknownMovieError, UnknownUserError
 
 PAD, OOV = 0, 1
 _WORD = re.compile(r"[a-z0-9]+")
@@ -113,32 +111,26 @@ class Vocabulary:
             table[rows, k] = [index.get(str(v), 0) for v in users[col]]
         return table
 
-    # -- persistence ---------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {"user_ids": self.user_ids.tolist(), "movie_ids": self.movie_ids.tolist(),
-                "genres": list(self.genres), "words": list(self.words), "genders": list(self.genders),
-                "ages": list(self.ages), "occupations": list(self.occupations),
-                "title_len": self.title_len, "max_genres": self.max_genres}
-
-    def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        os.replace(tmp, path)
+    # -- persistence (inside the text_model artifact, see `text_model.rating_vectors`) --------
+    def to_dict(self, ids: bool = True) -> dict:
+        """JSON-ready; ``ids=False`` leaves out the id arrays (stored as arrays beside it)."""
+        out = {"genres": list(self.genres), "words": list(self.words), "genders": list(self.genders),
+               "ages": list(self.ages), "occupations": list(self.occupations),
+               "title_len": self.title_len, "max_genres": self.max_genres}
+        if ids:
+            out.update(user_ids=self.user_ids.tolist(), movie_ids=self.movie_ids.tolist())
+        return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocabulary":
-        path = Path(path)
+    def from_dict(cls, d: dict, user_ids=None, movie_ids=None) -> "Vocabulary":
+        """The inverse of `to_dict`; ``user_ids``/``movie_ids`` when ``d`` lacks them. ValueError if invalid."""
         try:
-            d = json.loads(path.read_text())
-            return cls(np.asarray(d["user_ids"], dtype=np.int64), np.asarray(d["movie_ids"], dtype=np.int64),
+            return cls(np.asarray(d["user_ids"] if user_ids is None else user_ids, dtype=np.int64),
+                       np.asarray(d["movie_ids"] if movie_ids is None else movie_ids, dtype=np.int64),
                        tuple(d["genres"]), tuple(d["words"]), tuple(d["genders"]), tuple(d["ages"]),
                        tuple(d["occupations"]), int(d["title_len"]), int(d["max_genres"]))
-        except FileNotFoundError:
-            raise ArtifactError(f"{path}: missing; train a model with `posterec train`") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ArtifactError(f"{path}: not a valid vocabulary ({exc})") from None
-
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a valid vocabulary ({exc!r})") from None
 
 def _rows(sorted_ids: np.ndarray, ids, error) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)

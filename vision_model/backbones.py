@@ -31,7 +31,12 @@ class BackboneSpec:
         return getattr(keras.applications, self.module).preprocess_input
 
 
-BACKBONES: dict[str, BackboneSpec] = {s.name.lower(): s for s in [
+def _key(name: str) -> str:
+    """Names match whatever their case and underscores: MobileNetV2 = mobilenet_v2 = MOBILENETV2."""
+    return str(name).lower().replace("_", "").replace("-", "")
+
+
+BACKBONES: dict[str, BackboneSpec] = {_key(s.name): s for s in [
     BackboneSpec("MobileNetV2", "mobilenet_v2", has_alpha=True),
     BackboneSpec("MobileNet", "mobilenet", has_alpha=True),
     BackboneSpec("MobileNetV3Small", "mobilenet_v3", has_alpha=True),
@@ -50,8 +55,8 @@ BACKBONES: dict[str, BackboneSpec] = {s.name.lower(): s for s in [
 
 
 def get_backbone(name: str) -> BackboneSpec:
-    """The backbone called ``name`` (case-insensitive); ValueError listing the known names."""
-    spec = BACKBONES.get(str(name).lower())
+    """The backbone called ``name`` (case- and underscore-insensitive); ValueError listing the known names."""
+    spec = BACKBONES.get(_key(name))
     if spec is None:
         known = ", ".join(s.name for s in BACKBONES.values())
         raise ValueError(f"unknown backbone {name!r}; known backbones: {known}")
@@ -59,12 +64,11 @@ def get_backbone(name: str) -> BackboneSpec:
 
 
 def _keras_home() -> str:
-    try:
-        from keras.src.backend.config import keras_home
+    """Where Keras keeps downloaded weights: ``$KERAS_HOME``, else ``~/.keras`` (documented behaviour
+    of ``keras.utils.get_file``; no private API)."""
+    import os
 
-        return keras_home()
-    except Exception:  # pragma: no cover - private API moved
-        return "$KERAS_HOME (default ~/.keras)"
+    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
 
 
 def build_backbone(config, weights: str | None | object = "config"):

@@ -1,9 +1,14 @@
 """`PosterEmbedder` runs images through the backbone in fixed-shape batches;
-`embed_posters` adds the cache and the bookkeeping (which posters failed, and why)."""
+`embed_posters` adds the cache and the bookkeeping (which posters failed, and why).
+
+Finished batches reach the cache as the run goes (a checkpoint every ``checkpoint_every``
+seconds, and whatever is pending when the run stops on Ctrl-C or an error), so a rerun after
+an interruption, even kill -9, embeds only what was not finished."""
 from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +59,7 @@ def describe_failure(path: str | os.PathLike) -> str:
             if img.width < 1 or img.height < 1:
                 return "image has no pixels"
     except UnidentifiedImageError:
-        return f"not an image (starts with {head[:8]!r})"
+        return "not an image (unrecognised data; its bytes are not quoted)"
     except Exception as exc:  # truncated / corrupt data
         return f"corrupt image ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
     return "the decoder rejected it"
@@ -136,9 +141,10 @@ class PosterEmbedder:
         out = [self._run(images[i:i + b]) for i in range(0, int(images.shape[0]), b)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
-    def embed_files(self, paths, progress: bool = True, desc: str = "embedding posters"):
+    def embed_files(self, paths, progress: bool = True, desc: str = "embedding posters", on_batch=None):
         """Embed image files. Returns ``(indices int64 (k,), values float32 (k, dim), errors)``
-        where ``errors`` maps the index of each unusable file to the reason."""
+        where ``errors`` maps the index of each unusable file to the reason.
+        ``on_batch(indices, values)`` is called after each batch."""
         paths = [str(p) for p in paths]
         cfg = self.config
         indices, values = [], []
@@ -146,6 +152,8 @@ class PosterEmbedder:
             for idx, images in poster_dataset(paths, cfg.image_size, cfg.policy, cfg.batch_size):
                 indices.append(idx.numpy())
                 values.append(self._run(images))
+                if on_batch is not None:
+                    on_batch(indices[-1], values[-1])
                 bar.update(len(indices[-1]))
             bar.update(len(paths) - bar.n)
         idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
@@ -154,13 +162,40 @@ class PosterEmbedder:
         return idx.astype(np.int64), vals.astype(np.float32), errors
 
 
+class _Checkpoint:
+    """Collects finished batches and saves them into the cache every ``every`` seconds."""
+
+    def __init__(self, cache: EmbeddingCache | None, shas: list[str], every: float):
+        self.cache, self.shas, self.every = cache, shas, max(0.0, float(every))
+        self.pending: dict[str, np.ndarray] = {}
+        self.last = time.monotonic()
+
+    def batch(self, indices, values) -> None:
+        self.pending.update({self.shas[int(i)]: v for i, v in zip(indices, values)})
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cache is None or not self.pending:
+            return
+        try:
+            self.cache.add(self.pending)
+        except OSError as exc:  # a full disk must not hide the real error
+            log.warning("could not checkpoint %d embeddings: %s", len(self.pending), exc)
+            return
+        self.pending = {}
+        self.last = time.monotonic()
+
+
 def embed_posters(entries, config: VisionConfig, cache_dir: str | os.PathLike | None = None,
                   embedder: PosterEmbedder | None = None, progress: bool = True,
-                  runtime: str = "tflite") -> EmbedResult:
+                  runtime: str = "tflite", checkpoint_every: float = 10.0) -> EmbedResult:
     """Embed posters given as objects with ``movie_id``, ``path`` and ``sha256``
     (e.g. `posters.PosterEntry`). The model is built only if some poster is not cached
     (``embedder`` overrides it). Posters whose (sha256, backbone config) is cached are not
-    run again; identical files are embedded once. Unusable files are skipped and reported."""
+    run again; identical files are embedded once. Unusable files are skipped and reported.
+    With a cache, finished batches are checkpointed into it at least every
+    ``checkpoint_every`` seconds (0: after every batch) and when the run is interrupted."""
     entries = list(entries)
     cache = EmbeddingCache(cache_dir, config.cache_key()) if cache_dir is not None else None
     known = cache.get({e.sha256 for e in entries}) if cache is not None else {}
@@ -174,7 +209,13 @@ def embed_posters(entries, config: VisionConfig, cache_dir: str | os.PathLike | 
     if todo:
         embedder = embedder or PosterEmbedder(config, runtime=runtime, cache_dir=cache_dir)
         shas = list(todo)
-        idx, values, bad = embedder.embed_files([todo[s] for s in shas], progress=progress)
+        checkpoint = _Checkpoint(cache, shas, checkpoint_every)
+        try:
+            idx, values, bad = embedder.embed_files([todo[s] for s in shas], progress=progress,
+                                                    on_batch=checkpoint.batch if cache is not None else None)
+        except BaseException:
+            checkpoint.flush()  # Ctrl-C, or an error: keep what was finished
+            raise
         fresh = {shas[i]: v for i, v in zip(idx.tolist(), values)}
         errors = {shas[i]: reason for i, reason in bad.items()}
         n_embedded = len(idx)

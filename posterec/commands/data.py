@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from catalog import DATASETS
 
@@ -39,12 +40,18 @@ def register(sub) -> None:
 
 
 def run_download(args) -> int:
-    from catalog import fetch_dataset
+    from catalog import dataset_checksum, fetch_dataset
+    from catalog.download import dependent_versions
 
+    before = dataset_checksum(args.home, args.dataset) if args.force else None
     result = fetch_dataset(args.home, args.dataset, source=args.source, force=args.force,
                            base_url=args.base_url, checksum=args.checksum, timeout=args.timeout)
     if result.fetched:
         print(f"{args.dataset}: installed into {result.path} (from {result.source})")
+        if before is not None and dataset_checksum(args.home, args.dataset) != before:
+            line = dependent_versions(args.home, args.dataset, before).warning(args.dataset)
+            if line:
+                print(line, file=sys.stderr)
     else:
         print(f"{args.dataset}: already present in {result.path} (use --force to fetch again)")
     return 0

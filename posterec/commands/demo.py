@@ -50,12 +50,19 @@ def _run(args, *argv: str) -> None:
 
 
 def run_demo(args) -> int:
-    from catalog import PosterecError, fetch_dataset
+    from catalog import DatasetError, PosterecError, fetch_dataset
     from posters import PosterStore
 
     home, ds = Path(args.home), args.dataset
     # 1. the dataset
-    result = fetch_dataset(home, ds, source=args.source, checksum=args.checksum)
+    try:
+        result = fetch_dataset(home, ds, source=args.source, checksum=args.checksum)
+    except DatasetError as exc:
+        if args.source:
+            raise
+        raise DatasetError(f"{exc}. Offline? Point the demo at a local MovieLens copy: "
+                           f"make demo DEMO_ARGS=\"--dataset ml-100k --source DIR\" "
+                           f"(or posterec demo --dataset ml-100k --source DIR), DIR holding u.data, u.item, u.user") from None
     _say(f"dataset {ds}: {'installed from ' + result.source if result.fetched else 'already present'}")
 
     # 2. posters

@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from ..output import emit_json, positive_int, weight_argument
+from ..output import count, emit_json, weight_argument
 from ..pipeline import DEFAULT_VISUAL_WEIGHT
 
 BATCH = 256
@@ -34,7 +34,7 @@ def register(sub) -> None:
                        description="Columns movie_id,rank,neighbour_id,score (cosine); a movie is never its own "
                                    "neighbour. Written atomically.")
     p.add_argument("--kind", choices=EXPORT_KINDS, default="fused", help="which vectors (default: fused)")
-    p.add_argument("-n", type=positive_int, default=10, help="neighbours per movie (default: 10)")
+    p.add_argument("-n", type=count, default=10, help="neighbours per movie (default: 10)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE.csv")
     p.set_defaults(func=run_export_neighbours)
 
@@ -42,7 +42,7 @@ def register(sub) -> None:
                        description="Columns user_id,rank,movie_id,score. Ranked exactly as `recommend` ranks "
                                    "(the ranking model), or by predicted rating with --by rating; movies the user "
                                    "rated in training are excluded. Written atomically.")
-    p.add_argument("-n", type=positive_int, default=10, help="movies per user (default: 10)")
+    p.add_argument("-n", type=count, default=10, help="movies per user (default: 10)")
     p.add_argument("--by", choices=("ranking", "rating"), default="ranking",
                    help="ranking (default: as `recommend`) or rating (predicted rating)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE.csv")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..output import emit_json, positive_int, weight_argument
+from ..output import count, emit_json, positive_int, weight_argument
 from .data import dataset_argument
 
 
@@ -45,7 +45,7 @@ def register(sub) -> None:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("id", type=int, metavar=target)
-        p.add_argument("-n", type=positive_int, default=10, help="how many results (default: 10)")
+        p.add_argument("-n", type=count, default=10, help="how many results (default: 10)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         if name != "also-liked":
             p.add_argument("--visual-weight", type=weight_argument, default=None, metavar="W",

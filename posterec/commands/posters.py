@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from ..output import emit_json, positive_int
 from .data import dataset_argument
@@ -47,9 +48,15 @@ def register(sub) -> None:
     p.add_argument("--retry-all", action="store_true", help="fetch every movie again, not just new and failed")
     p.add_argument("--connect-timeout", type=_positive_float, default=5.0, help="seconds (default: 5)")
     p.add_argument("--read-timeout", type=_positive_float, default=20.0, help="seconds (default: 20)")
+    p.add_argument("--download-timeout", type=_positive_float, default=60.0,
+                   help="deadline in seconds for one poster's download, however the server trickles "
+                        "(default: 60)")
+    p.add_argument("--min-rate", type=float, default=1024.0, metavar="BYTES_PER_S",
+                   help="a download slower than this on average after 10 s is given up (default: 1024; 0: off)")
     p.add_argument("--retries", type=int, default=4, help="retries on 5xx/429/timeouts (default: 4)")
     p.add_argument("--max-bytes", type=positive_int, default=10 * 1024 * 1024,
                    help="largest poster accepted, in bytes (default: 10 MiB)")
+    _no_wait_argument(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_scrape)
 
@@ -62,8 +69,19 @@ def register(sub) -> None:
     dataset_argument(p)
     p.add_argument("--max-bytes", type=positive_int, default=10 * 1024 * 1024,
                    help="largest poster accepted, in bytes (default: 10 MiB)")
+    _no_wait_argument(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_import)
+
+
+def _no_wait_argument(p) -> None:
+    p.add_argument("--no-wait", action="store_true",
+                   help="when another scrape/import is writing to the same poster store, exit 1 naming it "
+                        "instead of waiting for it")
+
+
+def _notify(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _known_ids(home, dataset: str):
@@ -119,11 +137,13 @@ def run_scrape(args) -> int:
                       f"{', '.join(map(str, unknown[:5]))}{', ...' if len(unknown) > 5 else ''}")
             movie_ids = [m for m in movie_ids if m in known]
     config = FetchConfig(connect_timeout=args.connect_timeout, read_timeout=args.read_timeout,
+                         total_timeout=args.download_timeout, min_rate=max(0.0, args.min_rate),
                          retries=max(0, args.retries), max_bytes=args.max_bytes)
     store = PosterStore(args.home, args.dataset)
     summary = scrape_posters(store, source, movie_ids, workers=args.workers, rate=args.rate,
                              limit=args.limit, retry_all=args.retry_all, config=config,
-                             limits=ImageLimits(max_bytes=args.max_bytes))
+                             limits=ImageLimits(max_bytes=args.max_bytes), wait=not args.no_wait,
+                             command=f"posterec scrape-posters --dataset {args.dataset}", notify=_notify)
     if args.json:
         emit_json({"dataset": args.dataset, "source": source.name, "todo": summary.todo,
                    "skipped": summary.skipped, "counts": dict(summary.counts),
@@ -138,10 +158,12 @@ def run_import(args) -> int:
 
     store = PosterStore(args.home, args.dataset)
     known = _known_ids(args.home, args.dataset)
-    summary = import_posters(store, args.folder, known_ids=known, limits=ImageLimits(max_bytes=args.max_bytes))
+    summary = import_posters(store, args.folder, known_ids=known, limits=ImageLimits(max_bytes=args.max_bytes),
+                             wait=not args.no_wait, command=f"posterec import-posters --dataset {args.dataset}",
+                             notify=_notify)
     if args.json:
         emit_json({"dataset": args.dataset, "counts": dict(summary.counts), "unknown": summary.unknown,
-                   "ignored": summary.ignored, "posters": len(store.entries())})
+                   "ignored": summary.ignored, "refused": summary.refused, "posters": len(store.entries())})
     else:
         note = "" if known is not None else f" (dataset {args.dataset} not downloaded: ids not checked)"
         print(f"{args.dataset}: {summary.line()}; {len(store.entries())} posters in {store.dir}{note}")

@@ -42,37 +42,105 @@ def register(sub) -> None:
     p.set_defaults(func=run_report)
 
 
+def _is_loopback(host: str) -> bool:
+    """True when every address ``host`` names is a loopback one (127.0.0.0/8, ::1)."""
+    import ipaddress
+    import socket
+
+    if not host:
+        return False  # "" listens on every interface
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        addrs = {info[4][0] for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)}
+    except OSError:
+        return False
+    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+
+
+def listen(host: str, port: int):
+    """A socket bound to ``host:port``, or one line saying why not (a busy port: try --port)."""
+    import errno
+    import socket
+
+    from catalog import PosterecError
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise PosterecError(f"cannot listen on --host {host!r}: {exc.strerror}; give an address "
+                            f"of this machine, e.g. 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PosterecError(f"port {port} on {host} is already in use (another posterec serve?); "
+                                f"pick another with --port N, or --port 0 for a free one") from None
+        if exc.errno == errno.EACCES:
+            raise PosterecError(f"not allowed to listen on {host}:{port} (ports below 1024 need "
+                                f"privileges); pick another with --port N") from None
+        raise PosterecError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def network_warning(host: str, admin_on: bool) -> str | None:
+    """What to tell the operator when ``host`` is reachable from other machines, else None."""
+    from ..server import TOKEN_ENV
+
+    if _is_loopback(host):
+        return None
+    admin = (f"they are on, guarded by ${TOKEN_ENV}: keep it secret" if admin_on
+             else f"they are off until ${TOKEN_ENV} is set")
+    return (f"posterec: warning: --host {host or '(all interfaces)'} makes the API reachable from "
+            f"the network, without TLS. Every query and poster endpoint answers anyone who can "
+            f"reach this port; only POST /admin/rebuild and GET /admin/rebuild need the token "
+            f"({admin}). Use --host 127.0.0.1 to keep it on this machine.")
+
+
 def run_serve(args) -> int:
+    import asyncio
+    import os
+    import sys
+
     import uvicorn
 
     from ..server import TOKEN_ENV, create_app
 
-    app = create_app(args.home)
-    rec = app.state.posterec.recommender
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    server = uvicorn.Server(config)
+    admin_on = bool(os.environ.get(TOKEN_ENV))
+    sock = listen(args.host, args.port)  # before the model loads: a busy port fails at once
+    try:
+        app = create_app(args.home)
+        rec = app.state.posterec.recommender
+        warning = network_warning(args.host, admin_on)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, log_level="warning", server_header=False)
+        server = uvicorn.Server(config)
+        port = sock.getsockname()[1]
 
-    async def announce() -> None:  # print the URL once the socket is bound (port 0 resolved)
-        import asyncio
-        import os
+        async def announce() -> None:  # print the URL once uvicorn is accepting connections
+            while not server.started:
+                await asyncio.sleep(0.05)
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            admin = "on" if admin_on else f"off (set {TOKEN_ENV})"
+            posters = "" if rec.has_posters else " (no posters: collaborative only)"
+            print(f"posterec: serving {rec.dataset} model {rec.version}{posters} at "
+                  f"http://{host}:{port}/ (API docs at /docs; admin {admin}; Ctrl-C stops)", flush=True)
 
-        while not server.started:
-            await asyncio.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        host = f"[{args.host}]" if ":" in args.host else args.host
-        admin = "on" if os.environ.get(TOKEN_ENV) else f"off (set {TOKEN_ENV})"
-        posters = "" if rec.has_posters else " (no posters: collaborative only)"
-        print(f"posterec: serving {rec.dataset} model {rec.version}{posters} at http://{host}:{port}/ "
-              f"(API docs at /docs; admin {admin}; Ctrl-C stops)", flush=True)
+        async def main() -> None:
+            task = asyncio.create_task(announce())
+            await server.serve(sockets=[sock])
+            task.cancel()
 
-    import asyncio
-
-    async def main() -> None:
-        task = asyncio.create_task(announce())
-        await server.serve()
-        task.cancel()
-
-    asyncio.run(main())
+        asyncio.run(main())
+    finally:
+        sock.close()
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from ..output import emit_json, positive_int
+from ..output import count, emit_json, positive_int
 from .data import dataset_argument
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("lookalike", help="movies whose posters look most like this one's")
     p.add_argument("movie_id", type=int)
-    p.add_argument("-n", type=positive_int, default=10, help="how many (default: 10)")
+    p.add_argument("-n", type=count, default=10, help="how many (default: 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--grid", metavar="FILE.png", help="also save a contact sheet of the query and its look-alikes")
     p.set_defaults(func=run_lookalike)

@@ -1,0 +1,80 @@
+"""Training cost follows the batch, and a run that cannot fit in memory is refused up front."""
+import numpy as np
+import pytest
+
+from catalog import DatasetError, load_dataset, make_split
+from text_model import memory
+from text_model_helpers import TINY
+
+pytest.importorskip("keras")
+
+BATCH_USERS = np.arange(0, 1000, 4, dtype=np.int32)  # 250 users, some repeated in the batch below
+
+
+def _history(n_users: int, seed: int = 0):
+    """Every user rates 20 of 500 movies; the same users get the same histories whatever n_users."""
+    rng = np.random.default_rng(seed)
+    movies = np.stack([rng.choice(500, 20, replace=False) for _ in range(n_users)])
+    return np.repeat(np.arange(n_users), 20), movies.reshape(-1)
+
+
+def test_a_steps_gathered_rows_do_not_depend_on_users_outside_the_batch():
+    import tensorflow as tf
+
+    from text_model.layers import ImplicitPool
+
+    batch = tf.constant(np.concatenate([BATCH_USERS, BATCH_USERS[:100]]))  # 350 entries, 250 distinct
+    gathered, outputs = {}, {}
+    for n_users in (1_000, 50_000):
+        rows, cols = _history(n_users)
+        for pooling in ("batch", "full"):
+            pool = ImplicitPool(n_users, 500, len(rows), 4, pooling=pooling)
+            pool.set_neighbours(rows, cols)
+            pool.embeddings.assign(np.random.default_rng(1).standard_normal((500, 4)).astype(np.float32))
+            outputs[n_users, pooling] = pool(batch).numpy()
+        _, _, positions, _, _ = pool.gathered(batch)
+        gathered[n_users] = int(tf.size(positions))
+    # the distinct batch users' histories, gathered once each: 250 x 20 rows, for 1k or 50k users
+    assert gathered[1_000] == gathered[50_000] == len(BATCH_USERS) * 20
+    # the same numbers whatever the users outside the batch, and as pooling every history
+    np.testing.assert_allclose(outputs[1_000, "batch"], outputs[50_000, "batch"], atol=1e-6)
+    np.testing.assert_allclose(outputs[50_000, "batch"], outputs[50_000, "full"], atol=1e-5)
+
+
+def test_the_batch_pooling_gradient_touches_only_the_batchs_neighbours():
+    import tensorflow as tf
+
+    from text_model.layers import ImplicitPool
+
+    rows, cols = _history(50_000)
+    pool = ImplicitPool(50_000, 500, len(rows), 4)
+    pool.set_neighbours(rows, cols)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(pool(tf.constant(BATCH_USERS)))
+    grad = tape.gradient(loss, pool.embeddings)
+    assert isinstance(grad, tf.IndexedSlices)  # sparse: one row per gathered neighbour, not per movie x user
+    assert grad.indices.shape[0] == len(BATCH_USERS) * 20
+
+
+def test_a_run_that_cannot_fit_is_refused_with_one_line(planted_home):
+    from text_model.trainer import fit_text_model
+
+    dataset = load_dataset(planted_home, "ml-100k")
+    split = make_split(dataset.ratings, "random-80-20", 0)
+    with pytest.raises(DatasetError) as exc:
+        fit_text_model(dataset, split.train, TINY, verbose=0, memory_budget=0.5 * memory.GB)
+    message = str(exc.value)
+    assert "\n" not in message and "GB are available" in message and memory.ENV in message
+    assert isinstance(exc.value, memory.MemoryBudgetError)
+
+
+def test_the_estimate_names_the_setting_to_change(monkeypatch):
+    big = TINY.with_overrides(ranking_factors=(4096,))
+    with pytest.raises(memory.MemoryBudgetError, match="lower ranking_factors"):
+        memory.check(1_000_000, 2_000_000, 50_000, big, budget=16 * memory.GB)
+    with pytest.raises(memory.MemoryBudgetError, match="fewer ratings"):
+        memory.check(200_000_000, 100_000, 50_000, TINY, budget=16 * memory.GB)
+    assert sum(memory.check(3_253_142, 40_000, 20_000, TINY, budget=4 * memory.GB).values()) < 4 * memory.GB
+    monkeypatch.setenv(memory.ENV, "0.1")
+    with pytest.raises(memory.MemoryBudgetError):
+        memory.check(1_000, 10, 10, TINY)

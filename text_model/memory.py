@@ -1,0 +1,88 @@
+"""Will a training run fit in memory? An estimate from the dataset's counts, checked before fitting.
+
+Nothing after the fit holds users x movies (see `text_model.scoring`), so the peak is the data,
+the network with its optimiser state, the PureSVD factors and the TensorFlow runtime. The
+per-rating constant was measured with ``benchmarks/train_scaling.py`` (peak RSS against the
+number of ratings) and rounded up. A run that cannot fit is refused with one line naming the
+setting to change, instead of being killed by the kernel after the epochs.
+"""
+from __future__ import annotations
+
+import os
+
+from catalog import DatasetError
+
+from .config import TextModelConfig
+from .scoring import CHUNK_CELLS
+
+GB = 1 << 30
+RUNTIME = 1.0 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
+PER_RATING = 300           # bytes per training rating: frames, splits, tf.data, CSR histories, pairs
+ENV = "POSTEREC_MEMORY_GB"  # overrides the available memory (GB) the check compares with
+
+
+class MemoryBudgetError(DatasetError):
+    """A training run whose estimated peak memory exceeds what the machine has."""
+
+
+def estimate(n_ratings: int, n_users: int, n_movies: int, config: TextModelConfig) -> dict[str, float]:
+    """Estimated peak bytes of ``train``, by part."""
+    c = config
+    hidden = sum(c.hidden_units)
+    per_user = c.user_embedding_dim + c.implicit_dim + 1 + c.vector_dim
+    per_movie = c.movie_embedding_dim + c.implicit_dim + 1 + c.vector_dim
+    params = n_users * per_user + n_movies * per_movie + hidden * (hidden + c.vector_dim)
+    k = max(c.ranking_factors, default=0)
+    return {
+        "runtime": RUNTIME,
+        "ratings": float(PER_RATING * n_ratings),
+        # weights, two Adam slots and a dense gradient per table
+        "network": float(4 * 4 * params),
+        # the randomised SVD's (rows x (k + 10)) blocks and QR temporaries, then the ranking vectors
+        "ranking": float(4 * 5 * (n_users + n_movies) * (k + 10)) if k else 0.0,
+        "vectors": float(4 * 3 * (n_users + n_movies) * (c.vector_dim + 4 + k)),
+        "scoring": float(48 * CHUNK_CELLS),
+    }
+
+
+FIXES = {
+    "ratings": "train on fewer ratings (a smaller dataset or split) or on a machine with more memory",
+    "network": "lower user_embedding_dim, movie_embedding_dim, implicit_dim or vector_dim in the config",
+    "ranking": "lower ranking_factors in the config (or set it to () to rank by predicted rating alone)",
+    "vectors": "lower vector_dim or ranking_factors in the config",
+    "runtime": "free memory on this machine",
+    "scoring": "free memory on this machine",
+}
+
+
+def available() -> float:
+    """Bytes the run may use: ``$POSTEREC_MEMORY_GB`` if set, else the kernel's MemAvailable."""
+    if os.environ.get(ENV):
+        try:
+            return float(os.environ[ENV]) * GB
+        except ValueError:
+            raise ValueError(f"${ENV} must be a number of GB, got {os.environ[ENV]!r}") from None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float("inf")  # unknown: do not refuse
+
+
+def check(n_ratings: int, n_users: int, n_movies: int, config: TextModelConfig, what: str = "train",
+          budget: float | None = None) -> dict[str, float]:
+    """The estimate, or `MemoryBudgetError` (one line, naming the setting to change) when over budget."""
+    parts = estimate(n_ratings, n_users, n_movies, config)
+    total = sum(parts.values())
+    budget = available() if budget is None else float(budget)
+    if total > budget:
+        tunable = {k: v for k, v in parts.items() if k not in ("runtime", "scoring")}
+        worst = max(tunable, key=tunable.get)
+        raise MemoryBudgetError(
+            f"{what}: needs about {total / GB:.1f} GB for {n_ratings:,} ratings, {n_users:,} users and "
+            f"{n_movies:,} movies (config {config.name!r}; most of it {worst}: {parts[worst] / GB:.1f} GB), "
+            f"but {budget / GB:.1f} GB are available; {FIXES[worst]} (or set ${ENV} if the estimate is wrong)")
+    return parts

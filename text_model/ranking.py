@@ -1,0 +1,336 @@
+"""The ranking part of ``recommend``: its own models, saved as the ``ranking`` artifact (numpy only).
+
+Rating error alone ranks obscure movies with a few high ratings first, and loses to "most
+popular" at finding what a user watches next. So recommend ranks with one of:
+
+- `RatingOnly` (name ``rating``): the predicted rating alone (the ``reference`` config);
+- `PureSVD` (name ``puresvd``): a truncated SVD of the binary who-rated-what matrix
+  (Cremonesi et al., 2010): it models *which* movies a user rates;
+- `Blend` (name ``puresvd+rating``): ``puresvd(u, i) + rating_weight * predicted_rating(u, i)``,
+  a composed step over a `PureSVD` and the rating model, whose ``k`` and ``rating_weight`` are
+  picked on the validation slice of the training data.
+
+Each is an inner product of vectors, so `RankingVectors` (``ranking_users``, ``ranking_movies``,
+dot == ranking score) serve brute-force and FAISS search alike; they are computed at load time
+from the factors and the rating model, never stored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catalog import SCHEMA, Hits, Interactions, Vectors, hits_from, top_n
+from catalog.version import from_json_array, json_array
+
+from .rating_vectors import RatingVectors, _rows
+from .scoring import chunks, dense_rows, pair_matrix
+
+ARTIFACT = "ranking"
+
+
+@dataclass(frozen=True, eq=False)
+class RankingVectors:
+    """Vectors whose inner product is a ranking model's score, keyed by user and movie id."""
+
+    name: str
+    params: dict
+    ranking_users: Vectors
+    ranking_movies: Vectors
+
+    def recommend(self, user_id: int, n: int = 10, exclude=()) -> Hits:
+        """The ``n`` best-scored movies for ``user_id``, never one in ``exclude`` (brute force)."""
+        return _recommend(self.ranking_users, self.ranking_movies, user_id, n, exclude)
+
+    @classmethod
+    def load(cls, version, rating: RatingVectors) -> "RankingVectors":
+        """The ranking vectors of a `catalog.ModelVersion` whose rating model is ``rating``."""
+        return load_ranking(version, rating).ranking_vectors()
+
+
+def _recommend(users: Vectors, movies: Vectors, user_id: int, n: int, exclude=()) -> Hits:
+    row = users.rows_of([user_id])[0] if user_id in users else None
+    if row is None:
+        from catalog import UnknownUserError
+
+        raise UnknownUserError(f"user {int(user_id)} is not known to the ranking model ({len(users)} users)")
+    scores = movies.values @ users.values[row]
+    mask = np.isin(movies.ids, np.asarray(exclude, np.int64)) if len(exclude) else None
+    cols, vals = top_n(scores, n, mask)
+    return hits_from(movies.ids, cols, vals)
+
+
+# -- PureSVD -----------------------------------------------------------------------------
+
+def pure_svd(user_rows: np.ndarray, movie_rows: np.ndarray, n_users: int, n_movies: int, k: int,
+             seed: int = 0, power_iterations: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(user factors U*S (n_users, k), movie factors V (n_movies, k)) of the binary matrix.
+
+    Randomised SVD (Halko et al.) with sparse products: memory (users + movies) x k, not their product.
+    """
+    from scipy import sparse
+
+    k = int(min(k, n_users, n_movies))
+    r = sparse.csr_matrix((np.ones(len(user_rows), np.float32), (user_rows, movie_rows)), shape=(n_users, n_movies))
+    r.data[:] = 1.0  # duplicates collapse to 1
+    rng = np.random.default_rng(seed)
+    q = r @ rng.standard_normal((n_movies, k + 10)).astype(np.float32)
+    for _ in range(power_iterations):
+        q, _ = np.linalg.qr(q)
+        q, _ = np.linalg.qr(r.T @ q)
+        q = r @ q
+    q, _ = np.linalg.qr(q)
+    b = (r.T @ q).T                                   # (k + 10, n_movies)
+    ub, s, vt = np.linalg.svd(b, full_matrices=False)
+    u = (q @ ub[:, :k]) * s[:k]
+    return u.astype(np.float32), vt[:k].T.astype(np.float32)
+
+
+def _pair_rows(interactions: Interactions, user_ids: np.ndarray, movie_ids: np.ndarray):
+    """(user rows, movie rows) of every rated pair, against the sorted id universes."""
+    from catalog import UnknownMovieError, UnknownUserError
+
+    users = np.repeat(interactions.user_ids, interactions.user_counts())
+    u = _rows(user_ids, users, lambda i: UnknownUserError(f"user {i} has ratings but is not among the user ids"))
+    m = _rows(movie_ids, interactions.movie_ids,
+              lambda i: UnknownMovieError(f"movie {i} has ratings but is not among the movie ids"))
+    return u.astype(np.int64), m.astype(np.int64)
+
+
+@dataclass(eq=False)
+class PureSVD:
+    """Rank-``k`` SVD of who rated what; ``score(u, i) = dot(user_factors[u], movie_factors[i])``."""
+
+    k: int = 64
+    seed: int = 0
+    power_iterations: int = 4
+    user_ids: np.ndarray | None = None
+    movie_ids: np.ndarray | None = None
+    user_factors: np.ndarray | None = None   # float32 (users, k): U * S
+    movie_factors: np.ndarray | None = None  # float32 (movies, k): V
+
+    name = "puresvd"
+
+    def fit(self, train: Interactions, user_ids=None, movie_ids=None) -> "PureSVD":
+        """Fit on who rated what in ``train``; ``user_ids``/``movie_ids`` (sorted) default to those rated."""
+        if int(self.k) < 1:
+            raise ValueError(f"PureSVD: k must be >= 1, got {self.k}")
+        self.user_ids = np.asarray(train.user_ids if user_ids is None else user_ids, np.int64)
+        self.movie_ids = np.asarray(np.unique(train.movie_ids) if movie_ids is None else movie_ids, np.int64)
+        u, m = _pair_rows(train, self.user_ids, self.movie_ids)
+        self.user_factors, self.movie_factors = pure_svd(u, m, len(self.user_ids), len(self.movie_ids), self.k,
+                                                         self.seed, self.power_iterations)
+        return self
+
+    def truncated(self, k: int) -> "PureSVD":
+        """The first ``k`` factors (the model a rank-``k`` fit would give, up to the randomised error)."""
+        k = int(min(k, self.user_factors.shape[1]))
+        return PureSVD(k, self.seed, self.power_iterations, self.user_ids, self.movie_ids,
+                       self.user_factors[:, :k].copy(), self.movie_factors[:, :k].copy())
+
+    def vectors(self) -> tuple[Vectors, Vectors]:
+        return Vectors(self.user_ids, self.user_factors), Vectors(self.movie_ids, self.movie_factors)
+
+    def ranking_vectors(self) -> RankingVectors:
+        users, movies = self.vectors()
+        return RankingVectors(self.name, self.params, users, movies)
+
+    def recommend(self, user_id: int, n: int = 10, exclude=()) -> Hits:
+        users, movies = self.vectors()
+        return _recommend(users, movies, user_id, n, exclude)
+
+    @property
+    def params(self) -> dict:
+        return {"k": int(self.user_factors.shape[1]) if self.user_factors is not None else int(self.k),
+                "seed": int(self.seed), "power_iterations": int(self.power_iterations)}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"user_ids": self.user_ids, "movie_ids": self.movie_ids, "user_factors": self.user_factors,
+                "movie_factors": self.movie_factors}
+
+    def save(self, writer) -> None:
+        writer.write_arrays(ARTIFACT, name=json_array(self.name), params=json_array(self.params),
+                            **self.to_arrays())
+
+    @classmethod
+    def from_arrays(cls, a: dict, params: dict) -> "PureSVD":
+        uf, mf = np.asarray(a["user_factors"], np.float32), np.asarray(a["movie_factors"], np.float32)
+        ui, mi = np.asarray(a["user_ids"], np.int64), np.asarray(a["movie_ids"], np.int64)
+        if uf.ndim != 2 or mf.ndim != 2 or uf.shape[1] != mf.shape[1] or len(uf) != len(ui) or len(mf) != len(mi):
+            raise ValueError(f"factors {uf.shape} and {mf.shape} do not fit {len(ui)} users and {len(mi)} movies")
+        return cls(uf.shape[1], int(params.get("seed", 0)), int(params.get("power_iterations", 4)), ui, mi, uf, mf)
+
+    @classmethod
+    def load(cls, version) -> "PureSVD":
+        name, params, arrays = _read(version)
+        if "user_factors" not in arrays:
+            raise version.invalid(SCHEMA[ARTIFACT], f"ranking model {name!r} has no PureSVD factors")
+        try:
+            return cls.from_arrays(arrays, params)
+        except (ValueError, KeyError) as exc:
+            raise version.invalid(SCHEMA[ARTIFACT], str(exc)) from None
+
+
+# -- the rating model alone, and the blend --------------------------------------------------
+
+@dataclass(eq=False)
+class RatingOnly:
+    """Rank by the predicted rating alone (scoring vectors of the rating model)."""
+
+    rating: RatingVectors | None = None
+    name = "rating"
+
+    def fit(self, rating: RatingVectors, train: Interactions | None = None,
+            validation: Interactions | None = None) -> "RatingOnly":
+        self.rating = rating
+        return self
+
+    params = property(lambda self: {})
+
+    def ranking_vectors(self) -> RankingVectors:
+        return RankingVectors(self.name, {}, self.rating.scoring_users, self.rating.scoring_movies)
+
+    def save(self, writer) -> None:
+        writer.write_arrays(ARTIFACT, name=json_array(self.name), params=json_array({}))
+
+
+@dataclass(eq=False)
+class Blend:
+    """``puresvd(u, i) + rating_weight * predicted_rating(u, i)``, named ``puresvd+rating``.
+
+    `fit` fits one PureSVD of rank ``max(ks)`` on the training pairs, then picks the ``k`` (a
+    prefix of its factors) and the ``rating_weight`` whose top ``n`` finds the most validation
+    movies a user liked (rated in the top quarter of the scale): a recommender should find what
+    users watch *and* like. Users are scored in chunks, reduced to top-``n`` at once.
+    """
+
+    ks: tuple[int, ...] = (16, 32, 64)
+    rating_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+    seed: int = 0
+    n: int = 10
+    implicit: PureSVD | None = None
+    rating: RatingVectors | None = None
+    rating_weight: float = 0.0
+    validation: dict = field(default_factory=dict)
+
+    name = "puresvd+rating"
+
+    def fit(self, rating: RatingVectors, train: Interactions, validation: Interactions | None = None) -> "Blend":
+        if not self.ks or not self.rating_weights:
+            raise ValueError("Blend: needs at least one k and one rating weight")
+        self.rating = rating
+        full = PureSVD(max(self.ks), self.seed).fit(train, rating.user_ids, rating.movie_ids)
+        choice = (max(self.ks), float(self.rating_weights[0]))
+        results: dict[str, float] = {}
+        if validation is not None and len(validation.movie_ids) and (len(self.ks) > 1 or len(self.rating_weights) > 1):
+            results = self._grid(full, rating, train, validation)
+            best = -1.0
+            for key, value in results.items():  # ties go to the later (larger) setting, as they always have
+                if value >= best:
+                    best, choice = value, _parse(key)
+        k, self.rating_weight = int(choice[0]), float(choice[1])
+        self.implicit = full.truncated(k)
+        k = int(self.implicit.user_factors.shape[1])  # at most the smaller side of the matrix
+        self.validation = {"k": k, "rating_weight": self.rating_weight, f"hit_rate_at_{self.n}": results}
+        return self
+
+    def _grid(self, full: PureSVD, rating: RatingVectors, train: Interactions, validation: Interactions) -> dict:
+        lo, hi = rating.rating_range
+        val_users = np.intersect1d(validation.user_ids, rating.user_ids)
+        n_movies = len(rating.movie_ids)
+        users = rating.user_rows(val_users)
+        # what each validation user rated in the fitted part (never recommended) and liked in validation
+        tu, tm = _pair_rows(train, rating.user_ids, rating.movie_ids)
+        keep = np.isin(tu, users)
+        pos = np.searchsorted(users, tu[keep])  # users is sorted (val_users is)
+        exclude = pair_matrix(pos, tm[keep], (len(users), n_movies))
+        vu, vm = _pair_rows(validation, rating.user_ids, rating.movie_ids)
+        liked = validation.ratings >= lo + 0.75 * (hi - lo)
+        relevant = pair_matrix(np.searchsorted(users, vu[liked]), vm[liked], (len(users), n_movies))
+        su, sm = rating.scoring_users.values, rating.scoring_movies.values.T.copy()
+        hits = {(k, w): 0 for k in self.ks for w in self.rating_weights}
+        for rows in chunks(len(users), n_movies):
+            rated = su[users[rows]] @ sm
+            ex, rel = dense_rows(exclude, rows), dense_rows(relevant, rows)
+            for k in self.ks:
+                implicit = full.user_factors[users[rows], :k] @ full.movie_factors[:, :k].T
+                for w in self.rating_weights:
+                    cols, _ = top_n(implicit + w * rated, self.n, ex)
+                    got = np.take_along_axis(rel, np.maximum(cols, 0), axis=1) & (cols >= 0)
+                    hits[(k, w)] += int(got.any(axis=1).sum())
+        return {f"k={k},lam={w}": hits[(k, w)] / max(len(users), 1) for (k, w) in hits}
+
+    @property
+    def params(self) -> dict:
+        return {"k": int(self.implicit.user_factors.shape[1]) if self.implicit is not None else None,
+                "rating_weight": float(self.rating_weight), "validation": self.validation}
+
+    def ranking_vectors(self) -> RankingVectors:
+        su, sm = self.rating.scoring_users, self.rating.scoring_movies
+        fu, fm = self.implicit.vectors()
+        if not (np.array_equal(fu.ids, su.ids) and np.array_equal(fm.ids, sm.ids)):
+            raise ValueError("Blend: the PureSVD factors and the rating model know different ids")
+        return RankingVectors(self.name, self.params,
+                              Vectors(su.ids, np.hstack([self.rating_weight * su.values, fu.values])),
+                              Vectors(sm.ids, np.hstack([sm.values, fm.values])))
+
+    def recommend(self, user_id: int, n: int = 10, exclude=()) -> Hits:
+        return self.ranking_vectors().recommend(user_id, n, exclude)
+
+    def save(self, writer) -> None:
+        writer.write_arrays(ARTIFACT, name=json_array(self.name), params=json_array(self.params),
+                            **self.implicit.to_arrays())
+
+    @classmethod
+    def load(cls, version, rating: RatingVectors) -> "Blend":
+        name, params, arrays = _read(version)
+        try:
+            implicit = PureSVD.from_arrays(arrays, {})
+            validation = params.get("validation") or {}
+            return cls(implicit=implicit, rating=rating, rating_weight=float(params["rating_weight"]),
+                       validation=validation)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise version.invalid(SCHEMA[ARTIFACT], f"not a valid {cls.name} model ({exc})") from None
+
+
+def _parse(key: str) -> tuple[int, float]:
+    k, lam = (part.split("=")[1] for part in key.split(","))
+    return int(k), float(lam)
+
+
+def _read(version) -> tuple[str, dict, dict]:
+    arrays = version.arrays(ARTIFACT)
+    try:
+        name, params = from_json_array(arrays.pop("name")), from_json_array(arrays.pop("params"))
+    except (KeyError, ValueError) as exc:
+        raise version.invalid(SCHEMA[ARTIFACT], f"has no ranking model name/params ({exc})") from None
+    if not isinstance(params, dict):
+        raise version.invalid(SCHEMA[ARTIFACT], "its params are not a JSON object")
+    return str(name), params, arrays
+
+
+MODELS = {RatingOnly.name: RatingOnly, PureSVD.name: PureSVD, Blend.name: Blend}
+
+
+def load_ranking(version, rating: RatingVectors):
+    """The ranking model of a version: `RatingOnly`, `PureSVD` or `Blend`, by its saved name.
+
+    A version whose manifest lists no ranking artifact ranks by the predicted rating alone.
+    """
+    if not version.has(ARTIFACT):
+        return RatingOnly(rating)
+    name = str(from_json_array(version.arrays(ARTIFACT, ("name",))["name"]))
+    if name == RatingOnly.name:
+        return RatingOnly(rating)
+    if name == PureSVD.name:
+        return PureSVD.load(version)
+    if name == Blend.name:
+        return Blend.load(version, rating)
+    raise version.invalid(SCHEMA[ARTIFACT], f"unknown ranking model {name!r}; known: {', '.join(MODELS)}")
+
+
+def ranking_for(config, seed: int = 0):
+    """The ranking model a `TextModelConfig` asks for (unfitted)."""
+    if not config.ranking_factors:
+        return RatingOnly()
+    return Blend(tuple(int(k) for k in config.ranking_factors), tuple(float(w) for w in config.rating_weights), seed)
