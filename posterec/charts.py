@@ -135,7 +135,10 @@ def curves(series: dict[str, list[float]], ylabel: str, title: str) -> bytes:
         epochs = np.arange(1, len(values) + 1)
         longest = max(longest, len(values))
         ax.plot(epochs, values, marker="o", color=COLOURS[s % len(COLOURS)], label=label)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if longest <= 20:
+        ax.set_xticks(np.arange(1, longest + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0.5, longest + 0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
@@ -205,7 +208,7 @@ def contact_sheet(images: list, titles: list[str], scores: list[str]) -> bytes:
 
     plt = _plt()
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(1.55 * n, 3.2), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(1.55 * n, 2.85), layout="constrained", squeeze=False)
     from PIL import ImageOps
 
     for ax, im, title, score in zip(axes[0], images, titles, scores):

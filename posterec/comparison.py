@@ -69,6 +69,7 @@ class EvalData:
     train: pd.DataFrame
     test: pd.DataFrame
     dropped: int                    # test ratings left out: their user or movie is not in training
+    trained_on: int = 0             # test ratings left out: also among the training ratings
 
 
 @dataclass
@@ -117,9 +118,20 @@ def _known(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
         test["movie_id"].isin(train["movie_id"].unique()).to_numpy()
 
 
+def held_out(version) -> bool:
+    """Whether ``version`` is an evaluation model with its test pairs. The manifest's ``purpose``
+    decides: a model for use (split none) trained on top of an evaluation version may still list
+    the parent's test pairs, which it trained on."""
+    if version is None or not version.has("test_pairs"):
+        return False
+    purpose = version.manifest.get("purpose")
+    split = version.stage("train").get("split") or {}
+    return purpose == "evaluation" or (purpose is None and split.get("test", 1) != 0)
+
+
 def evaluation_data(version, dataset, config: CompareConfig) -> EvalData:
     """The version's own split when it held ratings out, else the report's split of ``dataset``."""
-    if version is not None and version.has("test_pairs"):
+    if held_out(version):
         from catalog import Interactions
         from text_model.artifacts import load_test_pairs
 
@@ -143,7 +155,11 @@ def evaluation_data(version, dataset, config: CompareConfig) -> EvalData:
         test = _frame(chosen.test["user_id"], chosen.test["movie_id"], chosen.test["rating"])
         name, seed, source = chosen.name, chosen.seed, "report"
     known = _known(train, test)
-    return EvalData(name, seed, source, train, test[known].reset_index(drop=True), int((~known).sum()))
+    key = lambda f: f["user_id"].to_numpy(np.int64) << 32 | f["movie_id"].to_numpy(np.int64)  # noqa: E731
+    overlap = np.isin(key(test), key(train))
+    data = EvalData(name, seed, source, train, test[known & ~overlap].reset_index(drop=True),
+                    int((~known).sum()), int((known & overlap).sum()))
+    return data
 
 
 def ranking_task(data: EvalData, liked: float) -> RankingTask:
@@ -380,8 +396,10 @@ def compare(version, dataset, config: CompareConfig | None = None) -> Comparison
     else:
         results += surprise_models(data, task, config)
     results.append(most_popular(data, task, config))
-    purpose = "" if version is None else str(version.manifest.get("purpose") or
-                                             ("evaluation" if version.has("test_pairs") else "use"))
+    purpose = "" if version is None else ("evaluation" if held_out(version) else "use")
+    if data.trained_on:
+        notes.append(f"{data.trained_on:,} of this version's test pairs are also among its training ratings: "
+                     f"they are left out, and the version should be retrained.")
     return Comparison(data, results, task, notes, purpose)
 
 

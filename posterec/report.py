@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from . import charts
-from .comparison import TEXT_CNN, CompareConfig, Comparison, by_movie_popularity, by_user_activity, compare
+from .comparison import (TEXT_CNN, CompareConfig, Comparison, by_movie_popularity, by_user_activity, compare,
+                         held_out)
 
 
 @dataclass
@@ -29,13 +31,10 @@ class Section:
     parts: list[str] = field(default_factory=list)
 
     def text(self, words: str) -> None:
-        self.parts.append(f"<p>{html.escape(words)}</p>")
-
-    def code(self, words: str, command: str, after: str = "") -> None:
-        self.parts.append(f"<p>{html.escape(words)} <code>{html.escape(command)}</code>{html.escape(after)}</p>")
+        self.parts.append(f"<p>{_inline(words)}</p>")
 
     def missing(self, words: str) -> None:
-        self.parts.append(f'<p class="missing">{html.escape(words)}</p>')
+        self.parts.append(f'<p class="missing">{_inline(words)}</p>')
 
     def image(self, data: bytes | None, caption: str) -> None:
         if data is None:
@@ -44,17 +43,25 @@ class Section:
         self.parts.append(f'<figure><img src="{src}" alt="{html.escape(caption)}">'
                           f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
-    def table(self, rows: list[tuple], header: tuple, id: str | None = None, numeric_from: int = 1) -> None:
+    def table(self, rows: list[tuple], header: tuple, id: str | None = None, numeric_from: int = 1,
+              numeric_to: int = 99) -> None:
+        """Columns numeric_from..numeric_to-1 hold numbers (right-aligned; None shows as a dash)."""
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join("<tr>" + "".join(
-            f'<td class="num">{html.escape(_fmt(v))}</td>' if k >= numeric_from and _is_number(v)
-            else f"<td>{html.escape(_fmt(v))}</td>" for k, v in enumerate(r)) + "</tr>" for r in rows)
+            f'<td class="num">{_inline(_fmt(v))}</td>'
+            if numeric_from <= k < numeric_to and (_is_number(v) or v is None or isinstance(v, str))
+            else f"<td>{_inline(_fmt(v))}</td>" for k, v in enumerate(r)) + "</tr>" for r in rows)
         attr = f' id="{html.escape(id)}"' if id else ""
         thead = f"<thead><tr>{head}</tr></thead>" if any(str(h) for h in header) else ""
         self.parts.append(f"<table{attr}>{thead}<tbody>{body}</tbody></table>")
 
     def html(self) -> str:
         return f'<section id="{self.id}"><h2>{html.escape(self.title)}</h2>{"".join(self.parts)}</section>'
+
+
+def _inline(words: str) -> str:
+    """Escaped text in which `backquoted` commands become <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(words))
 
 
 def _is_number(v) -> bool:
@@ -92,7 +99,7 @@ def model_section(version) -> Section:
                   "(an evaluation model) or `posterec train` (a model for use).")
         return s
     split = tm.get("split") or {}
-    purpose = version.manifest.get("purpose") or ("evaluation" if version.has("test_pairs") else "use")
+    purpose = "evaluation" if held_out(version) else "use"
     meaning = ("an evaluation model: trained on the split's training ratings, measured on the held-out ones"
                if purpose == "evaluation" else "a model for use: trained on every rating, none held out")
     rows = [("version", version.name), ("dataset", tm.get("dataset") or version.manifest.get("dataset")),
@@ -119,6 +126,10 @@ def model_section(version) -> Section:
 # ---------------------------------------------------------------- the comparison
 
 
+def _seconds(s: float | None) -> str | None:
+    return None if s is None else "< 0.01" if s < 0.005 else f"{s:.2f}"
+
+
 def _split_words(c: Comparison) -> str:
     d = c.data
     dropped = (f"; {d.dropped:,} test ratings whose user or movie is not in the training ratings are left out"
@@ -138,14 +149,14 @@ def comparison_sections(c: Comparison, config: CompareConfig) -> list[Section]:
         s.text(f"{what}. The baselines below are fitted on the report's own held-out split of the dataset "
                f"({_split_words(c)}), the split that `posterec train --split {c.data.split} --seed {c.data.seed}` "
                f"makes.")
-        s.code("To put the text-CNN beside them, train an evaluation model on that split and run the report "
-               "again:", f"posterec train --split {c.data.split} --seed {c.data.seed}",
-               " (then `posterec train` again for a model to use).")
+        s.text(f"To put the text-CNN beside them, train an evaluation model on that split and run the report "
+               f"again: `posterec train --split {c.data.split} --seed {c.data.seed}` (then `posterec train` "
+               f"again for a model to use).")
     for note in c.notes:
         s.missing(note)
-    rows = [(r.name, r.family, r.rmse, r.mae, r.hr, r.ndcg, r.fit_seconds, r.note) for r in c.results]
+    rows = [(r.name, r.family, r.rmse, r.mae, r.hr, r.ndcg, _seconds(r.fit_seconds), r.note) for r in c.results]
     s.table(rows, ("model", "family", "RMSE", "MAE", f"HR@{n}", f"NDCG@{n}", "fit (s)", "notes"),
-            id="comparison-table", numeric_from=2)
+            id="comparison-table", numeric_from=2, numeric_to=7)
     s.text(f"RMSE and MAE: error of the predicted rating on the test ratings (lower is better). HR@{n}: the share "
            f"of the {len(c.task.users):,} test users with a held-out rating of {config.liked:g} or more whose top "
            f"{n} (every movie of the training ratings they did not rate) holds one of those movies; NDCG@{n} "

@@ -104,14 +104,19 @@ def test_report_has_every_section_with_readable_plots(evaluation_report):
             assert im.format == "PNG" and 300 <= im.width <= 1100 and im.height >= 150
 
 
-def test_a_model_for_use_is_not_measured_and_the_baselines_use_the_report_split(evaluation_home, tmp_path):
+@pytest.mark.parametrize("inherited_test_pairs", [False, True])
+def test_a_model_for_use_is_not_measured_and_the_baselines_use_the_report_split(evaluation_home, tmp_path,
+                                                                              inherited_test_pairs):
+    """A model for use; with ``inherited_test_pairs`` it still lists its parent's test pairs, as
+    `train --split none` on top of an evaluation version leaves them: it trained on them."""
     pytest.importorskip("surprise", reason="scikit-surprise (the report extra) is not installed")
     import shutil
 
     home = tmp_path / "use-home"
     shutil.copytree(evaluation_home, home)
     with ModelStore(home).new_version() as w:  # as if trained with --split none
-        w.drop("test_pairs")
+        if not inherited_test_pairs:
+            w.drop("test_pairs")
         w.manifest["purpose"] = "use"
         w.manifest["stages"]["train"]["split"] = {"name": "none", "seed": 0, "train": 2192, "test": 0}
         w.manifest["stages"]["train"]["metrics"] = {}
@@ -223,3 +228,26 @@ def test_report_command_does_not_import_tensorflow(evaluation_home, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["0", "False"]
     assert 'id="comparison-table"' in out.read_text()
+
+
+def test_test_pairs_that_are_training_ratings_are_left_out_and_said(evaluation_home, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from catalog import Interactions
+    from text_model.artifacts import load_test_pairs
+
+    home = tmp_path / "leaky-home"
+    shutil.copytree(evaluation_home, home)
+    version = ModelStore(home).open_current()
+    inter = Interactions.from_arrays(version.arrays("interactions"))
+    users, movies, ratings = load_test_pairs(version)
+    train = pd.DataFrame({"user_id": np.concatenate([np.repeat(inter.user_ids, inter.user_counts()), users[:5]]),
+                          "movie_id": np.concatenate([inter.movie_ids, movies[:5]]),
+                          "rating": np.concatenate([inter.ratings, ratings[:5]])})
+    with ModelStore(home).new_version() as w:
+        w.write_arrays("interactions", **Interactions.from_ratings(train).to_arrays())
+    c = compare(ModelStore(home).open_current(), load_dataset(home, "ml-100k"), CompareConfig(baselines=False))
+    assert c.data.trained_on == 5
+    assert any("5 of this version's test pairs are also among its training ratings" in n for n in c.notes)
