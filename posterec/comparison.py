@@ -26,6 +26,7 @@ Surprise (scikit-surprise) is the ``report`` extra; without it the Surprise rows
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -113,6 +114,10 @@ def _frame(users, movies, ratings) -> pd.DataFrame:
                          "rating": np.asarray(ratings, np.float32)})
 
 
+def _pair_keys(frame: pd.DataFrame) -> np.ndarray:
+    return frame["user_id"].to_numpy(np.int64) << 32 | frame["movie_id"].to_numpy(np.int64)
+
+
 def _known(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
     return test["user_id"].isin(train["user_id"].unique()).to_numpy() & \
         test["movie_id"].isin(train["movie_id"].unique()).to_numpy()
@@ -142,9 +147,7 @@ def evaluation_data(version, dataset, config: CompareConfig) -> EvalData:
             train = _frame(np.repeat(inter.user_ids, inter.user_counts()), inter.movie_ids, inter.ratings)
         else:  # an older version: the dataset's ratings less the test pairs
             r = dataset.ratings
-            key = r["user_id"].to_numpy(np.int64) << 32 | r["movie_id"].to_numpy(np.int64)
-            held = test["user_id"].to_numpy(np.int64) << 32 | test["movie_id"].to_numpy(np.int64)
-            kept = r[~np.isin(key, held)]
+            kept = r[~np.isin(_pair_keys(r), _pair_keys(test))]
             train = _frame(kept["user_id"], kept["movie_id"], kept["rating"])
         name, seed, source = str(split.get("name", "?")), int(split.get("seed", 0)), "model"
     else:
@@ -155,8 +158,7 @@ def evaluation_data(version, dataset, config: CompareConfig) -> EvalData:
         test = _frame(chosen.test["user_id"], chosen.test["movie_id"], chosen.test["rating"])
         name, seed, source = chosen.name, chosen.seed, "report"
     known = _known(train, test)
-    key = lambda f: f["user_id"].to_numpy(np.int64) << 32 | f["movie_id"].to_numpy(np.int64)  # noqa: E731
-    overlap = np.isin(key(test), key(train))
+    overlap = np.isin(_pair_keys(test), _pair_keys(train))
     data = EvalData(name, seed, source, train, test[known & ~overlap].reset_index(drop=True),
                     int((~known).sum()), int((known & overlap).sum()))
     return data
@@ -414,7 +416,7 @@ def _group_labels(edges: np.ndarray, unit: str) -> list[str]:
     if not len(edges):
         return [f"all {unit}"]
     labels = [f"≤ {edges[0]}"]
-    labels += [f"{a + 1}–{b}" for a, b in zip(edges[:-1], edges[1:])]
+    labels += [f"{a + 1}–{b}" for a, b in itertools.pairwise(edges)]
     labels.append(f"> {edges[-1]}")
     return [f"{x} {unit}" for x in labels]
 

@@ -20,8 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from . import charts
-from .comparison import (TEXT_CNN, CompareConfig, Comparison, by_movie_popularity, by_user_activity, compare,
-                         held_out)
+from .comparison import (
+    TEXT_CNN,
+    CompareConfig,
+    Comparison,
+    by_movie_popularity,
+    by_user_activity,
+    compare,
+    held_out,
+)
 
 
 @dataclass
@@ -394,4 +401,4 @@ def write_report(home, out, dataset_name: str | None = None, config: CompareConf
     return out
 
 
-__all__ = ["build_report", "write_report", "CompareConfig", "TEXT_CNN"]
+__all__ = ["TEXT_CNN", "CompareConfig", "build_report", "write_report"]

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from movielens_fixture import planted, write_ml100k
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def posterec(home: Path, *args: str, timeout: int = 300) -> str:
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "posterec", "--home", str(home), *args], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "posterec", "--home", str(home), *args], check=False, capture_output=True,
                           text=True, timeout=timeout, env=env, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"posterec {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_recommender import FakeRecommender, fake_rebuild, make_fake_home
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -181,9 +180,10 @@ def test_scores_are_explained_in_tooltips(live_url, page):
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory):
     pytest.importorskip("surprise", reason="scikit-surprise (the report extra) is not installed")
+    from report_home import trained_home
+
     from posterec.comparison import CompareConfig
     from posterec.report import write_report
-    from report_home import trained_home
 
     root = tmp_path_factory.mktemp("browser-report")
     tiny = CompareConfig(knn_k=10, svd_factors=8, svd_epochs=5, svdpp_factors=4, svdpp_epochs=3)
