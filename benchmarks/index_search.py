@@ -65,14 +65,20 @@ def _queries(dim: int, q: int, seed: int) -> np.ndarray:
     return out
 
 
-def seconds(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def seconds(fn, at_least: float = 0.05) -> float:
+    """Seconds per call of ``fn``, calling it until ``at_least`` seconds have passed (short calls
+    are averaged over many, so a busy machine's scheduling hiccups weigh less)."""
+    calls, t = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - t
+        if elapsed >= at_least:
+            return elapsed / calls
 
 
 def median_time(fn, repeat: int) -> float:
-    return float(np.median([seconds(fn) for _ in range(repeat)]))
+    return float(np.median([seconds(fn, 0) for _ in range(repeat)]))
 
 
 def numpy_top(matrix: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:

@@ -6,22 +6,25 @@ exact re-scan and the evaluation metrics all call it, so every path ranks and br
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 
 
-class Hits(NamedTuple):
-    """Ids with their scores, best first: (n,) for one query, (q, n) for a batch.
+@dataclass(frozen=True, eq=False)
+class Hits:
+    """Ids with their scores, best first; ``len(hits)`` is the number of hits.
 
     ``because`` is optional: for recommendations, the id of the liked movie that explains each
-    hit (-1 where none does); None for every other query. (A tuple: ``len(hits)`` is 3, the
-    number of hits is ``len(hits.movie_ids)``.)
+    hit (-1 where none does); None for every other query.
     """
 
     movie_ids: np.ndarray
     scores: np.ndarray
     because: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(np.shape(self.movie_ids)[-1]) if np.ndim(self.movie_ids) else 0
 
     @classmethod
     def empty(cls) -> "Hits":

@@ -12,11 +12,11 @@ import numpy as np
 from catalog import Hits, Vectors, hits_from
 
 from .exact import Columns, exact_top
-from .filters import MovieFilter, MovieMetadata
-from .topk import Exclude, allowed_ids, check_n, per_query, prepared_queries, prepared_values, shaped
+from .filters import MovieMetadata
+from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_values, Searching
 
 
-class BruteForce:
+class BruteForce(Searching):
     """Exact search over every stored vector; memory per search is bounded (queries go in blocks)."""
 
     def __init__(self, vectors: Vectors, normalize: bool = True, metadata: MovieMetadata | None = None):
@@ -59,17 +59,6 @@ class BruteForce:
         return Vectors(ids, self._values[self._columns.positions(ids)])
 
     # -- searching ------------------------------------------------------------------------
-    def search(self, queries, n: int = 10, exclude: Exclude = None,
-               filter: MovieFilter | None = None) -> Hits | list[Hits]:
-        """The ``n`` best ids per query, best first; see `index.topk` for shapes and arguments."""
-        single, hits = self._search(queries, n, exclude, filter)
-        return shaped(single, hits)
-
-    def search_each(self, queries, n: int = 10, exclude: Exclude = None,
-                    filter: MovieFilter | None = None) -> list[Hits]:
-        """Like `search`, always one `Hits` per query."""
-        return self._search(queries, n, exclude, filter)[1]
-
     def _search(self, queries, n, exclude, filter) -> tuple[bool, list[Hits]]:
         n = check_n(n)
         single, q = prepared_queries(queries, self.dim, self._normalize)

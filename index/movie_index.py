@@ -26,8 +26,8 @@ import numpy as np
 from catalog import ArtifactError, Hits, Vectors, hits_from
 
 from .exact import Columns, exact_top
-from .filters import MovieFilter, MovieMetadata
-from .topk import Exclude, allowed_ids, check_n, per_query, prepared_queries, prepared_values, shaped
+from .filters import MovieMetadata
+from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_values, Searching
 
 KINDS = ("flat", "hnsw", "ivf")
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
@@ -55,8 +55,12 @@ class IndexConfig:
             raise ValueError(f"index kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
 
-class MovieIndex:
-    """Top-N search over id-keyed vectors by FAISS. Make one with `build` or `load`."""
+class MovieIndex(Searching):
+    """Top-N search over id-keyed vectors by FAISS. Make one with `build` or `load`.
+
+    A filtered or excluding query still returns ``n`` hits whenever ``n`` ids pass: FAISS is asked
+    again with a larger k, and past a quarter of the index the search is exact (numpy).
+    """
 
     def __init__(self, faiss_index, config: IndexConfig, ids: np.ndarray, metadata: MovieMetadata | None = None):
         self._index = faiss_index
@@ -140,21 +144,6 @@ class MovieIndex:
                 "ids_sha256": ids_checksum(self._columns.ids)}
 
     # -- searching ------------------------------------------------------------------------
-    def search(self, queries, n: int = 10, exclude: Exclude = None,
-               filter: MovieFilter | None = None) -> Hits | list[Hits]:
-        """The ``n`` best ids per query, best first; see `index.topk` for shapes and arguments.
-
-        A filtered or excluding query still returns ``n`` hits whenever ``n`` ids pass: FAISS is
-        asked again with a larger k, and past a quarter of the index the search is exact (numpy).
-        """
-        single, hits = self._search(queries, n, exclude, filter)
-        return shaped(single, hits)
-
-    def search_each(self, queries, n: int = 10, exclude: Exclude = None,
-                    filter: MovieFilter | None = None) -> list[Hits]:
-        """Like `search`, always one `Hits` per query."""
-        return self._search(queries, n, exclude, filter)[1]
-
     def _search(self, queries, n, exclude, filter) -> tuple[bool, list[Hits]]:
         n = check_n(n)
         single, q = prepared_queries(queries, self.dim, self.normalize)

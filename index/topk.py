@@ -118,5 +118,20 @@ def allowed_ids(spec: MovieFilter | None, metadata: MovieMetadata | None) -> np.
     return metadata.allowed_ids(spec)
 
 
-def shaped(single: bool, hits: list[Hits]) -> Hits | list[Hits]:
-    return hits[0] if single else hits
+class Searching:
+    """`search` and `search_each` over one ``_search(queries, n, exclude, filter) -> (single, hits)``
+    that each implementation writes; the shapes of `TopK` are kept here, once."""
+
+    def search(self, queries, n: int = 10, exclude: Exclude = None,
+               filter: MovieFilter | None = None) -> Hits | list[Hits]:
+        """The ``n`` best ids per query, best first; see `index.topk` for shapes and arguments."""
+        single, hits = self._search(queries, n, exclude, filter)
+        return hits[0] if single else hits
+
+    def search_each(self, queries, n: int = 10, exclude: Exclude = None,
+                    filter: MovieFilter | None = None) -> list[Hits]:
+        """Like `search`, always one `Hits` per query."""
+        return self._search(queries, n, exclude, filter)[1]
+
+    def _search(self, queries, n, exclude, filter) -> tuple[bool, list[Hits]]:
+        raise NotImplementedError

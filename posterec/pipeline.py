@@ -259,7 +259,7 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
     Any error (missing inputs, a dimension mismatch, a crash midway) leaves CURRENT as it was.
     Returns the stage's manifest entry plus ``version`` and ``added``.
     """
-    from fusion import fuse, fusion_summary
+    from fusion import fuse, fusion_summary, normalize_rows
     from index import MovieIndex, MovieMetadata
 
     home = Path(home)
@@ -286,15 +286,19 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
     metadata = MovieMetadata.from_movies(movies)
     added = len(fused)
     if add:
-        if not current.has("index"):
-            raise ArtifactError(f"model {current.name} has no index to add to; run `posterec build-index` without --add")
-        index = MovieIndex.load(current, previous.get("index") or {}, metadata=metadata)
+        base = _last_indexed(store, current)
+        index = MovieIndex.load(base, base.stage("build-index").get("index") or {}, metadata=metadata)
         if index.dim != fused.dim:
-            raise ArtifactError(f"the index of model {current.name} has dimension {index.dim} but the fused vectors "
+            raise ArtifactError(f"the index of model {base.name} has dimension {index.dim} but the fused vectors "
                                 f"now have {fused.dim}; run `posterec build-index` without --add to rebuild")
-        if abs(float(previous.get("visual_weight", w)) - w) > 1e-9:
-            raise ArtifactError(f"the index was built with visual weight {previous.get('visual_weight')}, not {w}; "
+        built_at = float(base.stage("build-index").get("visual_weight", w))
+        if abs(built_at - w) > 1e-9:
+            raise ArtifactError(f"the index was built with visual weight {built_at}, not {w}; "
                                 f"--add cannot change weights: run `posterec build-index` without --add")
+        common = np.intersect1d(fused.ids, index.movie_ids)
+        if not np.allclose(index.vectors(common).values, normalize_rows(fused.subset(common).values), atol=1e-5):
+            raise ArtifactError(f"the vectors of movies already in the index of model {base.name} have changed "
+                                f"since it was built; run `posterec build-index` without --add to rebuild")
         new_ids = np.setdiff1d(fused.ids, index.movie_ids)
         index.add(fused.subset(new_ids))
         added = int(len(new_ids))
@@ -311,6 +315,18 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
         writer.set_stage("build-index", entry)
     version = store.open_current()
     return {**entry, "version": version.name}
+
+
+def _last_indexed(store: ModelStore, version: ModelVersion) -> ModelVersion:
+    """The newest version, from ``version`` back through its parents, that has an index."""
+    seen = set()
+    while version is not None and version.name not in seen:
+        if version.has("index"):
+            return version
+        seen.add(version.name)
+        parent = version.manifest.get("parent")
+        version = ModelVersion.open(store.root / parent, store.home) if parent and (store.root / parent).is_dir() else None
+    raise ArtifactError("no earlier model version has an index to add to; run `posterec build-index` without --add")
 
 
 # -- what is stale -------------------------------------------------------------------------------

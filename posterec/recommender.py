@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -296,7 +297,7 @@ class Recommender:
         else:
             hits = self._rerank(user_id, n, w, seen)
         if because:
-            hits = hits._replace(because=self._because(user_id, hits.movie_ids, self.space(w)))
+            hits = replace(hits, because=self._because(user_id, hits.movie_ids, self.space(w)))
         return hits
 
     def _rerank(self, user_id: int, n: int, w: float, seen) -> Hits:

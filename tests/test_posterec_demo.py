@@ -29,11 +29,13 @@ def test_demo_runs_each_stage_once(tmp_path, ml100k_dir, capsys, monkeypatch):
         (posters / f"{m}.jpg").write_bytes(poster_bytes("sun" if m <= 30 else "stripes", m))
     assert main(base + ["--posters", str(posters), "--weights", str(weights)]) == 0
     out = capsys.readouterr().out
-    assert "train: model for ml-100k is current" in out   # not trained again
-    assert "posterec embed" in out and "posterec build-index" in out
+    assert "train: the rating model is current" in out   # not trained again
+    assert "embed: no poster embeddings" in out and "posters embedded" in out
+    assert "build-index: " in out and "movies indexed" in out
     assert "ratings + posters" in out and "Posters that look like" in out
 
     assert main(base + ["--posters", str(posters), "--weights", str(weights)]) == 0
     out = capsys.readouterr().out
-    assert "all 60 from" in out and "embeddings are current" in out and "the index is current" in out
-    assert "posterec embed" not in out
+    assert "all 60 from" in out and "embed: the poster embeddings are current" in out
+    assert "build-index: the index is current" in out and "train: the rating model is current" in out
+    assert "posters embedded" not in out and "movies indexed" not in out

@@ -16,7 +16,7 @@ def trained_home(planted_home, monkeypatch):
     # the CLI offers the named configs; a tiny "best" keeps the test fast
     monkeypatch.setitem(config.CONFIGS, "best", TINY)
     assert main(["--home", str(planted_home), "train", "--dataset", "ml-100k", "--progress", "0",
-                 "--epochs", "3"]) == 0
+                 "--epochs", "3", "--split", "random-80-20"]) == 0
     return planted_home
 
 

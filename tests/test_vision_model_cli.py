@@ -41,22 +41,23 @@ EMBED = ["embed", "--alpha", "0.35", "--batch-size", "8", "--runtime", "keras"]
 @pytest.mark.realdata
 def test_embed_then_lookalike(planted_home, keras_home, capsys, tmp_path):  # noqa: F811
     pytest.importorskip("posters")
-    from catalog import ModelStore, Vectors
+    from catalog import ModelStore
     from posterec.cli import main
+    from posterec.pipeline import visual_vectors
 
     plant_posters(planted_home)
     home = ["--home", str(planted_home)]
     assert main(home + EMBED) == 0
     store = ModelStore(planted_home)
-    first = store.current()
-    vision = store.read_manifest(first)["vision"]
+    first = store.open_current()
+    vision = first.stage("embed")
     assert (vision["backbone"], vision["alpha"], vision["weights"], vision["policy"]) == \
         ("MobileNetV2", 0.35, "imagenet", "pad")
     assert vision["dim"] == 1280 and vision["n"] == 16
     assert [f["movie_id"] for f in vision["failed"]] == [CORRUPT]
     with_poster = set(COMEDIES + HORRORS + [CORRUPT])
     assert vision["missing"] == [m for m in range(1, 67) if m not in with_poster]
-    vectors = Vectors.load(first / "visual.npz")
+    vectors = visual_vectors(first)
     assert sorted(vectors.movie_ids.tolist()) == sorted(COMEDIES + HORRORS)  # no zero-filled rows
     np.testing.assert_allclose(np.linalg.norm(vectors.values, axis=1), 1.0, atol=1e-5)
 
@@ -89,7 +90,7 @@ def test_embed_then_lookalike(planted_home, keras_home, capsys, tmp_path):  # no
     # a second run embeds nothing (all cached) yet writes a new version; the old one stays
     assert main(home + EMBED) == 0
     assert "0 new, 16 from cache" in capsys.readouterr().out
-    assert store.current() != first and (first / "visual.npz").exists()
+    assert store.current_name() != first.name and first.arrays("visual")
 
 
 def test_lookalike_and_embed_usage_errors(planted_home, capsys):

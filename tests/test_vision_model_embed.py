@@ -372,3 +372,10 @@ def test_checkpoints_are_merged_and_two_runs_keep_each_others_rows(tmp_path):
     c = EmbeddingCache(tmp_path, "k")
     assert sorted(c.get({"s1", "s2", "s3", "s4"})) == ["s1", "s2", "s3", "s4"]
     assert not c.part_paths()
+
+
+def test_tflite_runs_on_litert_where_it_is_installed():
+    pytest.importorskip("ai_edge_litert")
+    from vision_model.embedder import _interpreter_class
+
+    assert _interpreter_class().__module__.startswith("ai_edge_litert")

@@ -68,6 +68,22 @@ def describe_failure(path: str | os.PathLike) -> str:
 RUNTIMES = ("tflite", "keras")
 
 
+def _interpreter_class():
+    """LiteRT's interpreter (package ``ai-edge-litert``, where it installs), else TensorFlow's
+    deprecated ``tf.lite.Interpreter`` (silenced); ``--runtime keras`` needs neither."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        def legacy(**kwargs):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # its move-to-LiteRT notice
+                return tf.lite.Interpreter(**kwargs)
+
+        return legacy
+
+
 class _TFLiteRunner:
     """The same fixed-shape function converted to TFLite (float32, XNNPACK on CPU): ~2-3x
     faster than TensorFlow for these small CNNs, same vectors to float rounding (the
@@ -85,10 +101,7 @@ class _TFLiteRunner:
                 tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
                 tmp.write_bytes(content)
                 os.replace(tmp, cache_file)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's move-to-LiteRT notice
-            self.interpreter = tf.lite.Interpreter(model_content=content,
-                                                   num_threads=threads or os.cpu_count() or 1)
+        self.interpreter = _interpreter_class()(model_content=content, num_threads=threads or os.cpu_count() or 1)
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]["index"]
         self._out = self.interpreter.get_output_details()[0]["index"]
