@@ -256,6 +256,13 @@ def estimate_cold_start(rating, ranking, visual: Vectors, movies) -> tuple[tuple
 
 def build_index(home, visual_weight: float | None = None, kind: str = "flat", add: bool = False,
                 cold_start: bool = True) -> dict:
+    from .progress import steps
+
+    with steps("build-index", 5) as step:
+        return _build_index(home, visual_weight, kind, add, cold_start, step)
+
+
+def _build_index(home, visual_weight, kind, add, cold_start, step) -> dict:
     """Fuse the current version's blocks, index them and write a new CURRENT version.
 
     Any error (missing inputs, a dimension mismatch, a crash midway) leaves CURRENT as it was.
@@ -266,6 +273,7 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
 
     home = Path(home)
     store = ModelStore(home)
+    step("reading the current version")
     current = store.open_current()
     rating, ranking = text_vectors(current)
     visual = visual_vectors(current)
@@ -279,14 +287,17 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
         w = DEFAULT_VISUAL_WEIGHT if visual_weight is None else float(visual_weight)
     movies = movies_of(home, current)
     cold, cold_info = None, {"estimated": 0}
+    step("estimating poster-only movies")
     if cold_start and rating is not None and visual is not None and w < 1.0:
         cold, cold_info = estimate_cold_start(rating, ranking, visual, movies)
+    step("fusing")
     blocks = fusion_blocks(rating, visual, cold)
     weights = weights_for(blocks, w)
     fused = fuse(blocks, weights)
     summary = fusion_summary(blocks, weights, fused)
     metadata = MovieMetadata.from_movies(movies)
     added = len(fused)
+    step(f"indexing {len(fused)} movies")
     if add:
         base = _last_indexed(store, current)
         index = MovieIndex.load(base, base.stage("build-index").get("index") or {}, metadata=metadata)
@@ -306,6 +317,7 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
         added = int(len(new_ids))
     else:
         index = MovieIndex.build(fused, kind=kind, normalize=True, metadata=metadata)
+    step("writing the new version")
     with store.new_version() as writer:
         writer.start_stage("build-index")
         if cold is not None:
