@@ -229,3 +229,80 @@ def test_cli_liked_and_ratings_file(home, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--home", str(home), "recommend"])
     assert exc.value.code == 2
+
+
+# -- HTTP ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def client(home):
+    from fastapi.testclient import TestClient
+
+    from posterec.server import create_app
+
+    with TestClient(create_app(home)) as c:
+        yield c
+
+
+def test_post_recommendations_answers_like_a_users_recommendations(client):
+    r = client.post("/recommendations", json={"liked": [2, 7], "ratings": {"11": 4.5}, "n": 5,
+                                              "visual_weight": 0.5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["basis"] == "visitor" and body["visual_weight"] == 0.5
+    items = body["results"]
+    assert len(items) == 5 and {i["movie_id"] for i in items} <= COMEDY - {2, 7, 11}
+    user_items = client.get("/users/4/recommendations?n=5").json()["results"]
+    assert set(items[0]) == set(user_items[0])
+    assert all(i["because"]["movie_id"] in (2, 7, 11) for i in items)
+    popular = client.post("/recommendations", json={}).json()
+    assert popular["basis"] == "popular" and len(popular["results"]) == 10
+    assert client.post("/recommendations", json={"liked": [1], "n": 5000}).status_code == 200
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"liked": [1, 9999, 8888]}, "9999, 8888"),
+    ({"ratings": {"3": 7}}, "from 1 to 5"),
+    ({"ratings": {"3": -1, "4": 4}}, "movie 3"),
+    ({"ratings": {"x": 4}}, "pattern"),
+    ({"ratings": {"3": "four"}}, "number"),
+    ({"liked": ["1"]}, "integer"),
+    ({"liked": [1], "extra": 1}, "Extra"),
+    ({"n": 0}, "greater than"),
+    ({"visual_weight": 2}, "less than"),
+])
+def test_post_recommendations_422(client, body, says):
+    r = client.post("/recommendations", json=body)
+    assert r.status_code == 422, r.text
+    assert says in json.dumps(r.json())
+
+
+def test_post_recommendations_bad_json_and_big_bodies(client):
+    r = client.post("/recommendations", content=b'{"liked": [1,', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/recommendations", content=b'{"ratings": {"1": NaN}}')
+    assert r.status_code == 422
+    assert client.post("/recommendations", content=b"[" * 70_000).status_code == 413
+
+
+def test_wall_and_visitor_page(client):
+    wall = client.get("/wall?n=12&seed=3").json()
+    assert wall["seed"] == 3 and len(wall["results"]) == 12
+    assert all(m["poster_url"] for m in wall["results"])
+    assert client.get("/wall?exclude=1,x").status_code == 422
+    page = client.get("/visitor")
+    assert page.status_code == 200 and "visitor.js" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def test_fake_recommender_speaks_the_visitor_protocol(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from fake_recommender import FakeRecommender, make_fake_home
+    from posterec.server import create_app
+
+    home = make_fake_home(tmp_path / "fake-home")
+    with TestClient(create_app(home, loader=FakeRecommender.load)) as c:
+        items = c.post("/recommendations", json={"liked": [1, 2, 3]}).json()["results"]
+        assert all(i["movie_id"] <= 20 for i in items)
+        assert c.post("/recommendations", json={"liked": [999]}).status_code == 422
+        assert len(c.get("/wall?n=6").json()["results"]) == 6
