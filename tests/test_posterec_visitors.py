@@ -306,3 +306,85 @@ def test_fake_recommender_speaks_the_visitor_protocol(tmp_path):
         assert all(i["movie_id"] <= 20 for i in items)
         assert c.post("/recommendations", json={"liked": [999]}).status_code == 422
         assert len(c.get("/wall?n=6").json()["results"]) == 6
+
+
+# -- the page in real Chromium --------------------------------------------------------------------
+
+from test_posterec_browser import page  # noqa: E402,F401  (the Chromium fixture; skips without it)
+
+
+@pytest.fixture
+def live_home_url(home):
+    import threading
+    import time
+
+    import uvicorn
+
+    from posterec.server import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.browser
+def test_visitor_page_likes_three_posters_and_recommendations_follow(live_home_url, page, tmp_path):
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico") else None)
+    page.goto(f"{live_home_url}/visitor")
+    page.wait_for_selector("#wall .wall-card")
+    page.wait_for_selector("#recs .card")
+    assert "most popular" in page.inner_text("#recs-note")
+    assert page.locator("#wall .wall-card").count() == 24
+
+    def recs():
+        return [int(h.split("/")[-1]) for h in page.eval_on_selector_all("#recs .card", "els => els.map(e => e.getAttribute('href'))")]
+
+    before = recs()
+    horror_cards = [c for c in page.locator("#wall .wall-card").all() if int(c.get_attribute("data-movie-id")) in HORROR]
+    picked = [int(c.get_attribute("data-movie-id")) for c in horror_cards[:3]]
+    horror_cards[0].click()
+    horror_cards[1].click()
+    horror_cards[2].focus()
+    page.keyboard.press("Enter")  # the keyboard likes a poster too
+    page.wait_for_selector("#recs-note:has-text('3 posters')")
+    page.wait_for_timeout(300)
+    after = recs()
+    assert after != before
+    assert set(after) <= HORROR - set(picked), after
+    assert all(page.locator(f'.wall-card[data-movie-id="{m}"]').get_attribute("aria-pressed") == "true" for m in picked)
+    assert "because you liked" in page.inner_text("#recs")
+    assert sorted(int(x) for x in page.url.split("liked=")[1].split("&")[0].split(",")) == sorted(picked)
+
+    page.fill("#weight", "1")
+    page.dispatch_event("#weight", "input")
+    page.wait_for_selector("#recs .because:has-text('looks like')")
+    assert "w=1" in page.url
+    page.screenshot(path=str(tmp_path / "visitor.png"), full_page=True)
+
+    first_wall = page.eval_on_selector_all("#wall .wall-card", "els => els.map(e => e.dataset.movieId)")
+    page.click("#deal")
+    for _ in range(100):  # (the CSP forbids wait_for_function's eval)
+        page.wait_for_timeout(50)
+        dealt = page.eval_on_selector_all("#wall .wall-card", "els => els.map(e => e.dataset.movieId)")
+        if dealt and dealt != first_wall:
+            break
+    assert dealt and dealt != first_wall
+    assert "seed=1" in page.url
+
+    page.goto(page.url)  # a shared link restores the likes
+    page.wait_for_selector("#recs-note:has-text('3 posters')")
+    assert page.locator("#liked-line .chip").count() == 3
+    assert not errors, errors
+    assert not page.external_requests
