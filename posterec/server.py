@@ -51,6 +51,7 @@ MAX_ID = 2**31 - 1
 WEIGHT_STEP = 0.05
 MAX_BODY = 4096  # bytes; the rebuild body is {"visual_weight": x}
 VISITOR_BODY = 64 * 1024  # a visitor's likes and ratings (at most 500 movies)
+ADMIN_MOVIE_BODY = 15 * 1024 * 1024  # a new movie with its poster (10 MB at most) in base64
 TOKEN_ENV = "POSTEREC_ADMIN_TOKEN"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -207,6 +208,37 @@ class VisitorRequest(BaseModel):
     n: int = Field(10, ge=1, strict=True, description=f"how many; above {MAX_N} capped to {MAX_N}")
     visual_weight: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
                                         description=f"rounded to steps of {WEIGHT_STEP}")
+
+
+class NewMovieRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    year: int | None = Field(None, strict=True)
+    genres: list[str] = Field(min_length=1, max_length=20)
+    poster: str = Field(description="the poster image (JPEG or PNG), base64-encoded", min_length=1)
+    movie_id: int | None = Field(None, ge=1, le=MAX_ID, strict=True)
+
+
+class NewMovie(BaseModel):
+    movie_id: int
+    title: str
+    year: int | None = None
+    genres: list[str]
+    version: str
+
+
+class NewRatingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ratings: dict[Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,9})$")],
+                  Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=500)
+
+
+class NewRatings(BaseModel):
+    user_id: int
+    added: int
+    version: str
 
 
 class VisitorResult(BaseModel):
@@ -637,6 +669,73 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
     def rebuild_status(authorization: Annotated[str | None, Header()] = None):
         _require_token(authorization)
         return state.rebuild.status
+
+    def _json_body(raw: bytes, model: type[BaseModel]):
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise _invalid([{"loc": (), "msg": f"expected a JSON object: {str(exc)[:120]}",
+                             "type": "json_invalid"}], ("body",)) from None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise _invalid(exc.errors(include_input=False, include_context=False), ("body",)) from None
+
+    def _reload() -> None:
+        state.current = Serving.of(state.loader(state.home))  # atomic, as after a rebuild
+
+    @app.post("/admin/movies", response_model=NewMovie, status_code=201,
+              responses={**admin_responses, 413: {"model": Error}, 422: {"model": Error}}, tags=["admin"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": NewMovieRequest.model_json_schema()}}}})
+    async def add_movie(request: Request, authorization: Annotated[str | None, Header()] = None):
+        _require_token(authorization)  # before the body is read
+        body = _json_body(await _read_body(request, ADMIN_MOVIE_BODY), NewMovieRequest)
+        import base64
+        import binascii
+
+        try:
+            poster = base64.b64decode(body.poster, validate=True)
+        except (binascii.Error, ValueError):
+            raise _invalid([{"loc": ("poster",), "msg": "the poster is not valid base64", "type": "value_error"}],
+                           ("body",)) from None
+
+        def work():
+            from catalog import DatasetError
+
+            from .additions import add_movie as add
+
+            try:
+                added = add(state.home, body.title, body.year, body.genres, poster, movie_id=body.movie_id)
+            except (ValueError, DatasetError) as exc:
+                raise _invalid([{"loc": (), "msg": str(exc), "type": "value_error"}], ("body",)) from None
+            _reload()
+            return _Json(NewMovie.model_validate(added).model_dump_json(), status_code=201)
+
+        return await run_in_threadpool(work)
+
+    @app.post("/users/{user_id}/ratings", response_model=NewRatings, status_code=201,
+              responses={**admin_responses, 413: {"model": Error}, 422: {"model": Error}}, tags=["admin"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": NewRatingsRequest.model_json_schema()}}}})
+    async def add_ratings(user_id: UserId, request: Request,
+                          authorization: Annotated[str | None, Header()] = None):
+        _require_token(authorization)
+        body = _json_body(await _read_body(request, VISITOR_BODY), NewRatingsRequest)
+
+        def work():
+            from .additions import add_ratings as add
+
+            try:
+                done = add(state.home, user_id, {int(k): v for k, v in body.ratings.items()})
+            except UnknownMovieError as exc:
+                raise _invalid([{"loc": ("ratings",), "msg": str(exc), "type": "unknown_movie"}], ("body",)) from None
+            except ValueError as exc:
+                raise _invalid([{"loc": ("ratings",), "msg": str(exc), "type": "value_error"}], ("body",)) from None
+            _reload()
+            return _Json(NewRatings.model_validate(done).model_dump_json(), status_code=201)
+
+        return await run_in_threadpool(work)
 
     @app.get("/", include_in_schema=False)
     def index():
