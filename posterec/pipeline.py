@@ -83,7 +83,9 @@ def movies_of(home: Path, version: ModelVersion):
             raise ArtifactError(f"model {version.name} was made from another copy of {name} than the one in "
                                 f"{Path(home) / 'data' / name}; retrain with `posterec train --dataset {name}`, "
                                 f"or `posterec download --dataset {name} --force --source` the old copy back")
-    return load_movies(home, name)
+    from .additions import with_added
+
+    return with_added(load_movies(home, name), version)
 
 
 # -- train ---------------------------------------------------------------------------------------
