@@ -162,3 +162,22 @@ def test_new_ratings_of_a_known_user_change_their_recommendations(home, monkeypa
         assert r.status_code == 201, r.text
         got = [m["movie_id"] for m in c.get("/users/4/recommendations?n=5").json()["results"]]
     assert set(got) <= set(unseen[:6]), got
+
+
+def test_embed_after_add_movie_keeps_the_added_movie(home, monkeypatch):
+    import vision_model
+    from catalog import Vectors
+    from posterec import pipeline
+    from vision_model import VisionConfig
+    from vision_model.embedder import EmbedResult
+
+    add_movie(home, "Night of the Added", 2024, "Horror", poster_bytes(), embed=embed)
+
+    def fake_embed_posters(entries, config, cache_dir=None, runtime=None, **kw):
+        ids = np.array([e.movie_id for e in entries], np.int64)
+        return EmbedResult(Vectors(ids, np.vstack([embed(e.path) for e in entries])), n_embedded=len(ids))
+
+    monkeypatch.setattr(vision_model, "embed_posters", fake_embed_posters)
+    summary = pipeline.embed(home, "ml-100k", VisionConfig())
+    assert 67 in summary.result.vectors.ids and 67 not in summary.strangers
+    assert Recommender.load(home).movie(67)["title"] == "Night of the Added"
