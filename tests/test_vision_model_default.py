@@ -99,3 +99,15 @@ def test_default_width_is_035_only_for_mobilenetv2_with_imagenet(tmp_path):
     assert VisionConfig(weights=str(tmp_path / "w.h5")).alpha == 1.0  # a weights file: Keras' default width
     assert VisionConfig(alpha=0.5).alpha == 0.5
     assert VisionConfig.from_dict(VisionConfig().to_dict()) == VisionConfig()
+
+
+def test_a_defaulted_width_follows_new_weights_and_backbones(tmp_path):
+    from dataclasses import replace
+
+    w = str(tmp_path / "w.h5")
+    assert replace(VisionConfig(), weights=w).alpha == 1.0          # `posterec demo --weights FILE`
+    assert replace(VisionConfig(), backbone="ResNet50").alpha == 1.0
+    assert VisionConfig(alpha=VisionConfig().alpha, weights=w).alpha == 1.0  # a CLI flag's default
+    assert replace(VisionConfig(alpha=0.35), weights=w).alpha == 0.35  # a chosen width stays
+    assert type(VisionConfig().to_dict()["alpha"]) is float
+    assert VisionConfig().cache_key() == VisionConfig(alpha=0.35).cache_key()

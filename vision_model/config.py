@@ -17,6 +17,12 @@ IMAGENET = "imagenet"
 IMAGENET_SIZE = 224
 DEFAULT_BACKBONE = "MobileNetV2"
 DEFAULT_ALPHA = 0.35  # MobileNetV2's width with Keras' ImageNet weights when none is given
+
+
+class DefaultAlpha(float):
+    """A width that was defaulted, not chosen. ``dataclasses.replace(VisionConfig(), weights=F)``
+    and a CLI flag whose default is ``VisionConfig().alpha`` hand it back; it is then resolved
+    again for the new backbone and weights instead of being taken as a choice of 0.35."""
 # Bump when a change to decoding/resizing/normalising changes the vectors: old cache entries
 # then stop matching instead of being mixed with new ones.
 PIPELINE_VERSION = 1
@@ -46,7 +52,9 @@ class VisionConfig:
 
     ``alpha=None`` (the default) resolves to 0.35 for MobileNetV2 with ``weights="imagenet"``
     and to Keras' own default 1.0 otherwise (another backbone, or a weights file, such as the
-    alpha 1.0 file in ../shared/weights, which then loads without naming its width).
+    alpha 1.0 file in ../shared/weights, which then loads without naming its width). The
+    resolved value is a `DefaultAlpha`, resolved again when copied into a config with other
+    weights or another backbone (``dataclasses.replace``, CLI defaults).
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -60,9 +68,9 @@ class VisionConfig:
     def __post_init__(self) -> None:
         spec = get_backbone(self.backbone)  # raises ValueError naming the known ones
         object.__setattr__(self, "backbone", spec.name)
-        if self.alpha is None:
-            object.__setattr__(self, "alpha", DEFAULT_ALPHA if spec.name == DEFAULT_BACKBONE
-                               and str(self.weights) == IMAGENET else 1.0)
+        if self.alpha is None or isinstance(self.alpha, DefaultAlpha):
+            object.__setattr__(self, "alpha", DefaultAlpha(DEFAULT_ALPHA if spec.name == DEFAULT_BACKBONE
+                                                           and str(self.weights) == IMAGENET else 1.0))
         try:
             alpha = float(self.alpha)
         except (TypeError, ValueError):
@@ -71,7 +79,8 @@ class VisionConfig:
             raise ValueError(f"alpha must be > 0, got {alpha}")
         if not spec.has_alpha and alpha != 1.0:
             raise ValueError(f"backbone {spec.name} has no width multiplier: alpha must be 1.0, got {alpha}")
-        object.__setattr__(self, "alpha", alpha)
+        if not isinstance(self.alpha, DefaultAlpha):
+            object.__setattr__(self, "alpha", alpha)
         weights = str(self.weights)
         if not weights:
             raise ValueError("weights must be 'imagenet' or the path of a weights file")
@@ -97,7 +106,7 @@ class VisionConfig:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "alpha": float(self.alpha)}
 
     @property
     def uses_imagenet(self) -> bool:
