@@ -8,8 +8,9 @@ PORT ?= 8000
 # A checkout that has ../shared beside it (the project's offline data) uses it by default.
 ifeq ($(origin DEMO_ARGS), undefined)
   ifneq ($(wildcard $(SHARED)/data/ml-100k/u.data),)
-    DEMO_ARGS := --dataset ml-100k --source $(SHARED)/data/ml-100k --posters $(SHARED)/data/posters/ml-100k \
-                 --weights $(SHARED)/weights/mobilenet_v2_1.0_224_imagenet_coral_tf2ptq_dequant_no_top.h5
+    DEMO_ARGS := --dataset ml-100k --source $(SHARED)/data/ml-100k --posters $(SHARED)/data/posters/ml-100k
+    # Keras reads weights="imagenet" from $KERAS_HOME/models/ before downloading: the offline copies
+    KERAS_OFFLINE := $(abspath .keras-home)
   endif
 endif
 
@@ -24,10 +25,15 @@ $(BIN)/posterec: pyproject.toml
 venv: $(BIN)/posterec
 
 demo: venv
+ifdef KERAS_OFFLINE
+	mkdir -p $(KERAS_OFFLINE)/models && ln -sf $(abspath $(SHARED))/keras/models/* $(KERAS_OFFLINE)/models/
+	KERAS_HOME=$(KERAS_OFFLINE) $(BIN)/posterec demo $(DEMO_ARGS) --port $(PORT)
+else
 	$(BIN)/posterec demo $(DEMO_ARGS) --port $(PORT)
+endif
 
 test: venv
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) posterec-home .pytest_cache
+	rm -rf $(VENV) posterec-home .pytest_cache .keras-home

@@ -83,7 +83,9 @@ def movies_of(home: Path, version: ModelVersion):
             raise ArtifactError(f"model {version.name} was made from another copy of {name} than the one in "
                                 f"{Path(home) / 'data' / name}; retrain with `posterec train --dataset {name}`, "
                                 f"or `posterec download --dataset {name} --force --source` the old copy back")
-    return load_movies(home, name)
+    from .additions import with_added
+
+    return with_added(load_movies(home, name), version)
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -151,7 +153,11 @@ def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = 
     from vision_model import embed_posters
 
     home = Path(home)
-    movies = load_movies(home, dataset)
+    models = ModelStore(home)
+    current = models.open_current() if models.current() is not None else None
+    # the catalogue includes the movies `add-movie` put in: their posters stay embedded
+    movies = movies_of(home, current) if current is not None and current.manifest.get("dataset") == dataset \
+        else load_movies(home, dataset)
     catalogue = {int(m) for m in movies["movie_id"]}
     store = PosterStore(home, dataset)
     entries = store.entries()
@@ -165,7 +171,6 @@ def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = 
         raise DatasetError(f"none of the {len(entries)} posters of {dataset} could be decoded "
                            f"(first: movie {result.failed[0].movie_id}: {result.failed[0].error})")
     missing = sorted(catalogue - {e.movie_id for e in entries})
-    models = ModelStore(home)
     with models.new_version() as writer:
         if writer.manifest.get("dataset") not in (None, dataset):
             raise DatasetError(f"the current model is for {writer.manifest['dataset']}, not {dataset}: "

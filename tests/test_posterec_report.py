@@ -1,6 +1,8 @@
 """``posterec report``: this model beside baselines fitted in the same run, and notes when inputs are missing."""
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import re
 import subprocess
@@ -106,7 +108,7 @@ def test_report_has_every_section_with_readable_plots(evaluation_report):
 
 
 @pytest.mark.parametrize("inherited_test_pairs", [False, True])
-def test_a_model_for_use_is_not_measured_and_the_baselines_use_the_report_split(evaluation_home, tmp_path,
+def test_a_model_for_use_is_refit_on_the_report_split_beside_the_baselines(evaluation_home, tmp_path,
                                                                               inherited_test_pairs):
     """A model for use; with ``inherited_test_pairs`` it still lists its parent's test pairs, as
     `train --split none` on top of an evaluation version leaves them: it trained on them."""
@@ -121,13 +123,19 @@ def test_a_model_for_use_is_not_measured_and_the_baselines_use_the_report_split(
         w.manifest["purpose"] = "use"
         w.manifest["stages"]["train"]["split"] = {"name": "none", "seed": 0, "train": 2192, "test": 0}
         w.manifest["stages"]["train"]["metrics"] = {}
-    text = build_report(home, config=TINY)
+    text = build_report(home, config=dataclasses.replace(TINY, refit=False))
     section = _section(text, "comparison")
     assert "model for use" in section and "random-80-20, seed 0" in section
     assert "posterec train --split random-80-20 --seed 0" in section
     table = _table(text, "comparison-table")
     assert table["text-CNN (this model)"][1] == "—"
     assert re.fullmatch(r"\d\.\d{4}", table["SVD"][1])
+    # by default its configuration is fitted on the report's split, beside the baselines
+    text = build_report(home, config=TINY)
+    table = _table(text, "comparison-table")
+    assert re.fullmatch(r"\d\.\d{4}", table["text-CNN (this model)"][1])
+    assert re.fullmatch(r"\d\.\d{4}", table["KNNBaseline (item-kNN)"][1]) and re.fullmatch(r"\d\.\d{4}", table["SVD"][1])
+    assert "fitted again on the report&#x27;s random-80-20 training part" in _section(text, "comparison")
 
 
 def test_without_surprise_the_report_says_how_to_install_it(evaluation_home, monkeypatch):

@@ -75,12 +75,25 @@ def build_backbone(config, weights: str | None | object = "config"):
     """The headless, average-pooled Keras backbone of ``config`` (a `VisionConfig`).
 
     ``weights`` overrides the config's (``None`` builds random weights, for tests).
+    ``"imagenet"`` at an input size other than 224 takes Keras' 224 ImageNet file (the one
+    ``$KERAS_HOME/models/`` holds) and runs it at that size: the backbones are fully
+    convolutional, so the weights fit any size; Keras itself would look for (and download) a
+    separate file trained at 160 or 192 for MobileNet/MobileNetV2.
     Raises ArtifactError when the weights cannot be found or do not fit the architecture.
     """
+    from dataclasses import replace
+
     from catalog import ArtifactError
+
+    from .config import IMAGENET_SIZE
 
     spec = get_backbone(config.backbone)
     weights = config.weights if weights == "config" else weights
+    if weights == "imagenet" and config.image_size != IMAGENET_SIZE:
+        trained = build_backbone(replace(config, image_size=IMAGENET_SIZE), "imagenet")
+        model = build_backbone(config, None)
+        model.set_weights(trained.get_weights())
+        return model
     if weights not in (None, "imagenet"):
         path = Path(weights)
         if not path.is_file():

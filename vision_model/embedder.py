@@ -84,18 +84,36 @@ def _interpreter_class():
         return legacy
 
 
-class _TFLiteRunner:
-    """The same fixed-shape function converted to TFLite (float32, XNNPACK on CPU): ~2-3x
-    faster than TensorFlow for these small CNNs, same vectors to float rounding (the
-    benchmark checks cosine >= 0.99). The converted model is cached in ``cache_file``."""
+CALIBRATION_IMAGES = 64  # posters an int8 model is calibrated on (its first ones)
 
-    def __init__(self, infer, cache_file: Path | None, threads: int | None):
+
+def convert_tflite(infer, calibration: np.ndarray | None = None) -> bytes:
+    """The fixed-shape ``infer`` as a TFLite flatbuffer: float32, or with ``calibration`` images
+    (float (n, size, size, 3), n a multiple of the batch is not needed) int8 weights (per-channel)
+    and int8 activations, calibrated on them; input and output stay float32."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([infer.get_concrete_function()], infer)
+    if calibration is not None:
+        batch = int(infer.input_signature[0].shape[0])
+        reps = [calibration[i:i + batch] for i in range(0, len(calibration), batch)]
+        reps = [np.concatenate([r, np.repeat(r[-1:], batch - len(r), 0)]) if len(r) < batch else r for r in reps]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([np.asarray(r, np.float32)] for r in reps)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return converter.convert()
+
+
+class _TFLiteRunner:
+    """The same fixed-shape function converted to TFLite (float32 or int8, XNNPACK on CPU):
+    ~2-3x faster than TensorFlow for these small CNNs; float gives the same vectors to float
+    rounding (the benchmark checks cosine >= 0.99). The converted model is cached in ``cache_file``."""
+
+    def __init__(self, infer, cache_file: Path | None, threads: int | None, calibration: np.ndarray | None = None):
         content = None
         if cache_file is not None and cache_file.exists():
             content = cache_file.read_bytes()
         if content is None:
-            converter = tf.lite.TFLiteConverter.from_concrete_functions([infer.get_concrete_function()], infer)
-            content = converter.convert()
+            content = convert_tflite(infer, calibration)
             if cache_file is not None:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
@@ -109,7 +127,10 @@ class _TFLiteRunner:
     def __call__(self, images) -> np.ndarray:
         self.interpreter.set_tensor(self._in, np.ascontiguousarray(images, np.float32))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self._out).copy()
+        out = self.interpreter.get_tensor(self._out).copy()
+        # an int8 model's output is dequantised; the L2 norm it had is only approximately 1
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return np.divide(out, norms, out=out, where=norms > 0)
 
 
 class PosterEmbedder:
@@ -117,39 +138,65 @@ class PosterEmbedder:
 
     ``runtime="tflite"`` (default) converts that function to TFLite once (cached under
     ``cache_dir`` when given); ``"keras"`` runs the compiled ``tf.function`` directly.
+    With ``config.quantize == "int8"`` (TFLite only) the model is converted with int8 weights and
+    activations, calibrated on ``calibration`` images, else on the first `CALIBRATION_IMAGES`
+    images this embedder is given; with a ``cache_dir`` the calibrated model is cached, so later
+    runs reuse it and give the same vectors.
     """
 
     def __init__(self, config: VisionConfig, model=None, runtime: str = "tflite",
-                 cache_dir: str | os.PathLike | None = None, threads: int | None = None):
+                 cache_dir: str | os.PathLike | None = None, threads: int | None = None,
+                 calibration: np.ndarray | None = None):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if config.quantize != "none" and runtime != "tflite":
+            raise ValueError(f"quantize={config.quantize!r} needs runtime 'tflite', got {runtime!r}")
         self.config = config
         self.model = model if model is not None else build_embedder(config)
         self.dim = int(self.model.output_shape[-1])
         self.n_images = 0  # images run through the model so far
         size, batch = config.image_size, config.batch_size
         spec = tf.TensorSpec((batch, size, size, 3), tf.float32)
-        infer = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+        self._fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
         self.runtime = runtime
-        if runtime == "tflite":
-            cache_file = None
-            if cache_dir is not None and model is None:
-                cache_file = Path(cache_dir) / "tflite" / f"{config.cache_key()}-b{batch}.tflite"
-            self._infer = _TFLiteRunner(infer, cache_file, threads)
-        else:
-            self._infer = lambda x: infer(x).numpy()
+        self._threads = threads
+        self._cache_file = None
+        if runtime == "tflite" and cache_dir is not None and model is None:
+            self._cache_file = Path(cache_dir) / "tflite" / f"{config.cache_key()}-b{batch}.tflite"
+        self._infer = None
+        if runtime == "keras":
+            self._infer = lambda x: self._fn(x).numpy()
+        elif config.quantize == "none" or calibration is not None or \
+                (self._cache_file is not None and self._cache_file.exists()):
+            calib = None if config.quantize == "none" or calibration is None else np.asarray(calibration, np.float32)
+            self._infer = _TFLiteRunner(self._fn, self._cache_file, threads, calib)
+
+    @property
+    def needs_calibration(self) -> bool:
+        """True until an int8 model has its calibration images (the first ones it embeds)."""
+        return self._infer is None
+
+    def calibrate(self, images) -> None:
+        """Convert the int8 model, calibrated on ``images`` (float (n, size, size, 3) in 0..255)."""
+        if self._infer is None:
+            calib = np.asarray(images, np.float32)[:CALIBRATION_IMAGES]
+            self._infer = _TFLiteRunner(self._fn, self._cache_file, self._threads, calib)
 
     def _run(self, images: tf.Tensor) -> np.ndarray:
         n = int(images.shape[0])
         pad = self.config.batch_size - n
         if pad:  # keep the batch shape fixed so the compiled function is traced once
             images = tf.pad(images, [[0, pad], [0, 0], [0, 0], [0, 0]])
+        if self._infer is None:  # int8 and nothing calibrated it yet: this batch does
+            self.calibrate(np.asarray(images)[:n])
         self.n_images += n
         return self._infer(images)[:n]
 
     def embed_images(self, images) -> np.ndarray:
         """Float images (n, size, size, 3) in 0..255 -> float32 (n, dim)."""
         images = tf.convert_to_tensor(images, tf.float32)
+        if self.needs_calibration and int(images.shape[0]):
+            self.calibrate(images.numpy())
         b = self.config.batch_size
         out = [self._run(images[i:i + b]) for i in range(0, int(images.shape[0]), b)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
@@ -160,6 +207,11 @@ class PosterEmbedder:
         ``on_batch(indices, values)`` is called after each batch."""
         paths = [str(p) for p in paths]
         cfg = self.config
+        if self.needs_calibration and paths:
+            first = poster_dataset(paths[:CALIBRATION_IMAGES], cfg.image_size, cfg.policy, cfg.batch_size)
+            images = [x.numpy() for _, x in first]
+            if images:
+                self.calibrate(np.concatenate(images))
         indices, values = [], []
         with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
             for idx, images in poster_dataset(paths, cfg.image_size, cfg.policy, cfg.batch_size):

@@ -24,7 +24,10 @@ def register(sub) -> None:
     p.add_argument("--backbone", default=d.backbone, metavar="NAME",
                    help=f"keras.applications model (default: {d.backbone}; known: "
                         f"{', '.join(s.name for s in BACKBONES.values())})")
-    p.add_argument("--alpha", type=float, default=d.alpha, help=f"width multiplier of MobileNet* (default: {d.alpha:g})")
+    p.add_argument("--alpha", type=float, default=d.alpha,
+                   help="width multiplier of MobileNet* (default: 0.35 for MobileNetV2 with imagenet weights, else 1.0)")
+    p.add_argument("--quantize", choices=("none", "int8"), default=d.quantize,
+                   help="int8: per-channel int8 TFLite model (faster, vectors within a checked cosine of float)")
     p.add_argument("--weights", default=d.weights, metavar="imagenet|PATH",
                    help="'imagenet' (Keras downloads them once, or reads $KERAS_HOME/models/) or a .h5 file")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default: {d.batch_size}")
@@ -51,7 +54,7 @@ def vision_config(args):
     weights = args.weights
     if weights != "imagenet":
         weights = str(Path(weights).expanduser().resolve())
-    return VisionConfig(backbone=args.backbone, alpha=args.alpha, weights=weights,
+    return VisionConfig(backbone=args.backbone, alpha=args.alpha, weights=weights, quantize=args.quantize,
                         image_size=args.image_size, batch_size=args.batch_size, policy=args.policy)
 
 
