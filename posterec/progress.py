@@ -13,7 +13,7 @@ def steps(what: str, total: int) -> Iterator[Callable[[str], None]]:
     """``with steps("build-index", 4) as step: step("fusing"); ...``: each call starts a step."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=what, unit="step", leave=False,
+    bar = tqdm(total=total, desc=what, unit="step", leave=False, disable=None,
                bar_format="{desc}: {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
     current: list = []  # [name, started] of the step under way
 
