@@ -303,39 +303,16 @@ class Recommender:
     def _rerank(self, user_id: int, n: int, w: float, seen) -> Hits:
         from fusion import user_taste
 
-        k = min(len(self._ranking_index), max(RERANK_POOL, 20 * n))
-        cand = self._ranking_index.search(self._ranking_users.get(user_id), k, exclude=seen)
         liked, ratings = self.liked(user_id)
         taste = user_taste(np.full(len(liked), user_id), liked, ratings, self.visual, threshold=0.0)
-        if user_id not in taste or not len(cand.movie_ids):
-            return Hits(cand.movie_ids[:n], cand.scores[:n])
-        has = np.isin(cand.movie_ids, self.visual.ids)
-        cos = np.zeros(len(cand.movie_ids), np.float64)
-        if has.any():
-            cos[has] = self.visual.subset(cand.movie_ids[has]).values @ taste.get(user_id)
-            cos[~has] = cos[has].mean()  # no poster: neither pushed up nor down
-
-        def z(x):
-            x = np.asarray(x, np.float64)
-            sd = x.std()
-            return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
-
-        blended = (1.0 - w) * z(cand.scores) + w * z(cos)
-        order = np.argsort(-blended, kind="stable")[:n]
-        return Hits(cand.movie_ids[order], blended[order].astype(np.float32))
+        query = self._ranking_users.get(user_id)
+        if user_id not in taste:
+            return self._ranking_index.search(query, n, exclude=seen)
+        return self._rerank_query(query, taste.get(user_id), n, w, seen)
 
     def _because(self, user_id: int, rec_ids: np.ndarray, space) -> np.ndarray:
         """For each recommended movie, the highly rated movie of the user nearest to it (-1: none)."""
-        out = np.full(len(rec_ids), -1, np.int64)
-        liked, _ = self.liked(user_id)
-        liked = np.array([m for m in liked if m in space], dtype=np.int64)
-        present = np.array([k for k, m in enumerate(rec_ids) if m in space], dtype=np.int64)
-        if not len(liked) or not len(present):
-            return out
-        a = space.vectors(rec_ids[present]).values
-        b = space.vectors(liked).values
-        out[present] = liked[np.argmax(a @ b.T, axis=1)]
-        return out
+        return self._because_of(self.liked(user_id)[0], rec_ids, space)
 
     def known_users(self) -> np.ndarray:
         """The user ids ``recommend`` knows, sorted."""
@@ -452,7 +429,8 @@ class Recommender:
         return taste.values[0] if len(taste) else None
 
     def _rerank_query(self, query: np.ndarray, taste: np.ndarray, n: int, w: float, seen) -> Hits:
-        """`_rerank` for a query vector and a poster taste instead of a known user."""
+        """The ranking model's top candidates for ``query`` re-ranked by
+        ``(1-w) z(ranking score) + w z(cosine of each poster to the poster taste)``."""
         k = min(len(self._ranking_index), max(RERANK_POOL, 20 * n))
         cand = self._ranking_index.search(query, k, exclude=seen)
         if not len(cand.movie_ids):
