@@ -1,8 +1,6 @@
 """The contact sheet of a query poster and its look-alikes (the search itself is `index`'s, tested there)."""
 from __future__ import annotations
 
-
-
 from vision_model import Tile, draw_contact_sheet
 
 
@@ -17,3 +15,4 @@ def test_contact_sheet(tmp_path):
     with Image.open(out) as sheet:
         assert sheet.format == "PNG" and sheet.width >= 3 * 150
         assert sheet.getpixel((8 + 75, 8 + 111))[0] > 150  # the query thumbnail is there
+

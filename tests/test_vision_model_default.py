@@ -111,3 +111,10 @@ def test_a_defaulted_width_follows_new_weights_and_backbones(tmp_path):
     assert replace(VisionConfig(alpha=0.35), weights=w).alpha == 0.35  # a chosen width stays
     assert type(VisionConfig().to_dict()["alpha"]) is float
     assert VisionConfig().cache_key() == VisionConfig(alpha=0.35).cache_key()
+
+
+@pytest.mark.parametrize("name", ["MobileNetV2", "mobilenet_v2", "MOBILENETV2", "mobilenet-v2"])
+def test_backbone_names_match_whatever_their_case_and_underscores(name):
+    from vision_model import get_backbone
+
+    assert get_backbone(name).name == "MobileNetV2"
