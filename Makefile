@@ -18,7 +18,7 @@ endif
 $(BIN)/posterec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,report]"
 	touch $@
 
 venv: $(BIN)/posterec

@@ -230,6 +230,14 @@ class VersionWriter:
             self.files.pop(a.file, None)
             (self.path / a.file).unlink(missing_ok=True)
 
+    def start_stage(self, stage: str) -> None:
+        """A stage about to write its artifacts: drop every artifact that stage wrote into the parent
+        version (and what was made from them), so nothing of an earlier run of it is carried over."""
+        for a in SCHEMA.values():
+            if a.stage == stage and self.has(a.key):
+                self.drop(a.key)
+        self.manifest["stages"].pop(stage, None)
+
     def write(self, key: str, write: Callable[[Path], None], inputs: dict | None = None) -> Path:
         """Write an artifact: ``write(tmp_path)`` fills a temporary file (same suffix), which is then
         renamed into place and recorded with its sha256, size and ``inputs``. The artifacts that

@@ -9,6 +9,7 @@ short by a closed pipe (``posterec ... | head``) ends quietly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -48,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", default=None,
                         help=f"where data, posters and models live (default: ${HOME_ENV} or ./{DEFAULT_HOME})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more, and show tracebacks on errors")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (they are off anyway when stderr is not a terminal)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -62,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="log more, and show tracebacks on errors")
         except argparse.ArgumentError:
             pass  # the command has its own -v
+        try:
+            command.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                                 help="no progress bars")
+        except argparse.ArgumentError:
+            pass
     parser.commands = sub.choices
     return parser
 
@@ -88,6 +96,18 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _is_tty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def _nothing():
+    yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -95,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     args.home = resolve_home(args.home)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from .quiet import filtered_stderr, no_progress_bars
+
+    bars_off = getattr(args, "quiet", False) or not _is_tty(sys.stderr)
     try:
-        rc = args.func(args)
+        with (filtered_stderr() if not args.verbose else _nothing()), no_progress_bars(bars_off):
+            rc = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except BrokenPipeError:  # `posterec ... | head`: the reader has all it wanted
         _quiet_stdout()

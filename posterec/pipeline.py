@@ -129,6 +129,7 @@ def train(home, dataset: str, split: str = "none", seed: int = 0, test_pairs=Non
                 writer.drop(key)
             writer.manifest["stages"].pop("embed", None)
             writer.manifest["stages"].pop("build-index", None)
+        writer.start_stage("train")
         save_trained(writer, tm, data, chosen, metrics, home)
     return TrainResult(store.open_current(), metrics)
 
@@ -169,6 +170,7 @@ def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = 
         if writer.manifest.get("dataset") not in (None, dataset):
             raise DatasetError(f"the current model is for {writer.manifest['dataset']}, not {dataset}: "
                                f"train a {dataset} model first, or embed --dataset {writer.manifest['dataset']}")
+        writer.start_stage("embed")
         writer.write_arrays("visual", inputs={"posters": posters_digest(entries), "config": config.cache_key()},
                             movie_ids=result.vectors.ids, values=result.vectors.values)
         writer.set_stage("embed", {
@@ -305,7 +307,7 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
     else:
         index = MovieIndex.build(fused, kind=kind, normalize=True, metadata=metadata)
     with store.new_version() as writer:
-        writer.drop("cold_start")
+        writer.start_stage("build-index")
         if cold is not None:
             writer.write_arrays("cold_start", movie_ids=cold[0].ids, collaborative=cold[0].values,
                                 ranking=cold[1].values)

@@ -164,6 +164,7 @@ class Health(BaseModel):
     version: str
     dataset: str
     has_posters: bool
+    default_visual_weight: float = Field(0.0, description="the poster weight similar uses when none is given")
     counts: dict[str, int] = {}
     missing_optional: list[str] = Field([], description="optional artifacts this model has not got, "
                                                         "by design (e.g. visual: no posters)")
@@ -463,7 +464,8 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
         cur = state.current
         rec = cur.recommender
         return _reply(Health, {"status": "ok", "version": rec.version, "dataset": rec.dataset,
-                               "has_posters": bool(rec.has_posters), "counts": cur.counts,
+                               "has_posters": bool(rec.has_posters),
+                               "default_visual_weight": float(rec.default_visual_weight), "counts": cur.counts,
                                "missing_optional": cur.missing_optional, "stale": cur.stale,
                                "uptime_s": round(time.time() - state.started, 3)})
 

@@ -207,7 +207,7 @@ class FakeRecommender:
                  if self._comedy[self._row[mid]] == likes_comedy]
         taste = np.where(self._comedy == likes_comedy, 1.0, 0.0) + 0.01 * self._collab[:, 1]
         hits = self._top(taste, n, self._seen[user_id])
-        because = np.full(len(hits), -1, np.int64)
+        because = np.full(len(hits.movie_ids), -1, np.int64)
         if liked:
             liked_rows = [self._row[b] for b in liked]
             for i, mid in enumerate(hits.movie_ids.tolist()):

@@ -142,3 +142,19 @@ def test_a_killed_writer_leaves_staging_that_the_next_run_removes(tmp_path):
     assert list((tmp_path / "models").glob(".staging-*")) == []
     assert store.current_name() is not None
     assert json.loads((store.current() / "manifest.json").read_text())["format"] == 2
+
+
+def test_a_stage_run_again_carries_none_of_its_earlier_files(tmp_path):
+    store = ModelStore(tmp_path)
+    with store.new_version() as w:
+        _write(w, "text_model")
+        _write(w, "test_pairs")  # an evaluation model
+        _write(w, "visual")
+        w.set_stage("train", {"split": "random-80-20"})
+    with store.new_version() as w:  # train again, on every rating: no test pairs this time
+        w.start_stage("train")
+        _write(w, "text_model", 2.0)
+        w.set_stage("train", {"split": "none"})
+    v = store.open_current()
+    assert not v.has("test_pairs") and not (v.path / SCHEMA["test_pairs"].file).exists()
+    assert v.has("visual") and v.stage("train") == {"split": "none"}

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fake_recommender import FakeRecommender, fake_rebuild, make_fake_home
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -97,7 +96,7 @@ def test_search_click_and_see_the_grids(live_url, page):
         page.eval_on_selector("#weight", "el => { el.value = 1; el.dispatchEvent(new Event('input')); }")
     page.wait_for_selector("#weight-label:has-text('100% posters')")
 
-    # a movie without a poster shows a placeholder
+    # a movie without a poster shows a placeholder (see test_a_movie_without_a_poster_is_a_calm_empty_state)
     page.goto(live_url + "/#movie/7")
     page.wait_for_selector("#hero-poster .placeholder")
 
@@ -112,3 +111,102 @@ def test_search_click_and_see_the_grids(live_url, page):
     page.wait_for_selector("#user-note:has-text('9999')")
     assert page.external_requests == []
     assert [e for e in page.console_errors if "404" not in e] == []
+
+
+def test_a_movie_without_a_poster_is_a_calm_empty_state(live_url, page):
+    asked = []
+    page.on("request", lambda r: asked.append(r.url))
+    page.goto(live_url + "/#movie/7")  # every seventh fake movie has no poster
+    page.wait_for_selector("#hero-poster .no-poster:has-text('No poster for this movie')")
+    page.wait_for_selector("#lookalike-note:has-text('Look-alikes need a poster')")
+    page.wait_for_selector("#similar .card")
+    assert page.locator("#lookalike .card").count() == 0
+    assert not [u for u in asked if "/posters/7" in u or "/lookalike" in u]
+    assert page.console_errors == []  # no 404 at all
+
+
+def test_the_slider_starts_at_the_models_default(live_url, page):
+    def health(route):  # the model's default as /health states it
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "default_visual_weight": 0.4})
+
+    page.route("**/health", health)
+    page.goto(live_url + "/#movie/1")
+    page.wait_for_selector("#weight-label:has-text('model default (60% ratings · 40% posters)')")
+    assert page.input_value("#weight") == "0.4"
+    with page.expect_response(lambda r: "visual_weight=0.9" in r.url and "/similar" in r.url):
+        page.eval_on_selector("#weight", "el => { el.value = 0.9; el.dispatchEvent(new Event('input')); }")
+    page.click("#weight-reset")
+    page.wait_for_selector("#weight-label:has-text('model default')")
+    assert page.input_value("#weight") == "0.4"
+
+
+def test_the_slider_reads_the_default_from_a_similar_response(live_url, page):
+    def similar(route):
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "default_visual_weight": 0.3})
+
+    page.route("**/similar?*", similar)
+    page.goto(live_url + "/#movie/1")
+    page.wait_for_selector("#weight-label:has-text('70% ratings · 30% posters')")
+    assert page.input_value("#weight") == "0.3"
+
+
+def test_enter_in_the_search_box_opens_the_first_match(live_url, page):
+    page.goto(live_url + "/")
+    page.wait_for_selector("#model:has-text('fake-v1')")
+    page.fill("#search", "scream story 3")
+    page.press("#search", "Enter")  # before the search's debounce has fired
+    page.wait_for_function("() => location.hash.startsWith('#movie/')")
+    first = page.get_attribute("#results .result", "data-movie-id")
+    assert page.evaluate("location.hash") == f"#movie/{first}"
+    page.wait_for_selector("#hero-title:has-text('Scream Story 3')")
+
+
+def test_scores_are_explained_in_tooltips(live_url, page):
+    page.goto(live_url + "/#movie/1")
+    page.wait_for_selector("#similar .card")
+    page.wait_for_selector("#lookalike .card")
+    assert "Cosine similarity in the blended space" in page.get_attribute("#similar .score", "title")
+    assert "posters' embeddings" in page.get_attribute("#lookalike .score", "title")
+    assert "Cosine" in page.get_attribute("#similar-help", "title")
+    page.goto(live_url + "/#user/4")
+    page.wait_for_selector("#recs .card")
+    tip = page.get_attribute("#recs .score", "title")
+    assert "Ranking score" in tip and "not a predicted rating" in tip
+    assert page.is_visible("#recs-help")
+
+
+@pytest.fixture(scope="module")
+def report_file(tmp_path_factory):
+    pytest.importorskip("surprise", reason="scikit-surprise (the report extra) is not installed")
+    from report_home import trained_home
+
+    from posterec.comparison import CompareConfig
+    from posterec.report import write_report
+
+    root = tmp_path_factory.mktemp("browser-report")
+    tiny = CompareConfig(knn_k=10, svd_factors=8, svd_epochs=5, svdpp_factors=4, svdpp_epochs=3)
+    return write_report(trained_home(root), root / "report.html", config=tiny)
+
+
+def test_the_report_shows_this_model_beside_the_baselines(report_file, page):
+    page.goto(report_file.as_uri())
+    table = page.locator("#comparison-table")
+    table.wait_for()
+    rows = {r[0]: r[1:] for r in page.eval_on_selector_all(
+        "#comparison-table tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))")}
+    for name in ("text-CNN (this model)", "KNNBaseline (item-kNN)", "SVD", "SVD++", "most popular"):
+        assert name in rows
+    for name in ("text-CNN (this model)", "KNNBaseline (item-kNN)", "SVD"):
+        assert 0 < float(rows[name][1]) < 5  # RMSE, fitted in this run on the same split
+    # every chart decoded, none wider than the page (nothing cut off)
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    too_wide = page.evaluate("() => [...document.images].filter(i => i.getBoundingClientRect().right > "
+                             "document.documentElement.clientWidth).length")
+    assert too_wide == 0
+    assert page.evaluate("document.images.length") >= 10
+    assert all(u.startswith("file://") for u in page.external_requests)
+    assert page.console_errors == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)

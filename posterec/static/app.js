@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   movieId: null,
   weight: null,          // null: the model's default visual weight
+  defaultWeight: null,   // the model's default, from /health (or a similar response) when it says
   hasPosters: true,
   searchTimer: null,
   searchSeq: 0,
@@ -54,15 +55,25 @@ function poster(movie, size = "") {
 
 function yearOf(m) { return m.year ? ` (${m.year})` : ""; }
 
-function card(movie, { extra = null } = {}) {
+// What a score means, shown as the score's tooltip (and beside each heading).
+const SCORE_HELP = {
+  similar: "Cosine similarity in the blended space: (1 − w) × cosine of the rating vectors + w × cosine "
+    + "of the poster embeddings, w being the \"Similar by\" weight. 1 means the same direction, "
+    + "0 unrelated; it is not a rating.",
+  lookalike: "Cosine similarity of the two posters' embeddings: 1 means they look the same, 0 unrelated.",
+  recommend: "Ranking score: how strongly the ranking model puts this movie forward for this user. "
+    + "Higher comes first; it is comparable only within this list and is not a predicted rating "
+    + "of 1 to 5 stars.",
+};
+
+function card(movie, { extra = null, kind = null } = {}) {
+  const score = typeof movie.score === "number"
+    ? el("span", { class: "score", title: SCORE_HELP[kind] || "score" }, movie.score.toFixed(3)) : null;
   const link = el("a", { class: "card", href: `#movie/${movie.movie_id}`,
                          title: `${movie.title}${yearOf(movie)}`, dataset: { movieId: movie.movie_id } },
                   poster(movie),
                   el("div", { class: "card-title" }, movie.title),
-                  el("div", { class: "card-meta" },
-                     movie.year ? String(movie.year) : "",
-                     typeof movie.score === "number"
-                       ? el("span", { class: "score" }, movie.score.toFixed(3)) : null),
+                  el("div", { class: "card-meta" }, movie.year ? String(movie.year) : "", score),
                   extra);
   return link;
 }
@@ -79,10 +90,20 @@ function onSearchInput() {
   state.searchTimer = setTimeout(runSearch, 250);
 }
 
+// Enter opens the first match (searching first when the list is not up to date).
+async function onSearchKey(e) {
+  if (e.key !== "Enter") return;
+  e.preventDefault();
+  clearTimeout(state.searchTimer);
+  if (state.shownQuery !== $("search").value.trim()) await runSearch();
+  const first = $("results").querySelector(".result");
+  if (first) location.hash = first.getAttribute("href");
+}
+
 async function runSearch() {
   const q = $("search").value.trim();
   const seq = ++state.searchSeq;
-  if (!q) { $("results").replaceChildren(); $("search-note").textContent = ""; return; }
+  if (!q) { $("results").replaceChildren(); $("search-note").textContent = ""; state.shownQuery = q; return; }
   try {
     const body = await api(`/movies?q=${encodeURIComponent(q)}&n=25`);
     if (seq !== state.searchSeq) return;  // a newer search answered first
@@ -91,6 +112,7 @@ async function runSearch() {
                       poster(m, "thumb"),
                       el("span", {}, el("strong", {}, m.title), el("small", {}, yearOf(m))))));
     $("results").replaceChildren(...items);
+    state.shownQuery = q;
     $("search-note").textContent = items.length ? "" : `No title contains “${q}”.`;
   } catch (err) {
     $("search-note").textContent = err.message;
@@ -107,9 +129,12 @@ async function showMovie(id) {
   $("similar-note").textContent = "";
   try {
     const m = await api(`/movies/${id}`);
-    $("hero-poster").replaceChildren(poster(m, "large"));
+    const hero = [poster(m, "large")];
+    if (!m.has_poster) hero.push(el("p", { class: "no-poster" }, "No poster for this movie"));
+    $("hero-poster").replaceChildren(...hero);
     $("hero-title").textContent = `${m.title}${yearOf(m)}`;
     $("hero-meta").textContent = m.genres.join(" · ");
+    loadLookalike(id, m.has_poster);
   } catch (err) {
     $("hero-poster").replaceChildren();
     $("hero-title").textContent = `Movie ${id}`;
@@ -117,21 +142,26 @@ async function showMovie(id) {
     fill($("lookalike"), []); fill($("similar"), []);
     return;
   }
-  loadLookalike(id);
   loadSimilar(id);
 }
 
-async function loadLookalike(id) {
+// Look-alikes need this movie's poster: without one, a calm note and no request at all.
+async function loadLookalike(id, hasPoster) {
   const box = $("lookalike");
   if (!state.hasPosters) {
     fill(box, []);
     $("lookalike-note").textContent = "This model has no posters: collaborative only.";
     return;
   }
+  if (!hasPoster) {
+    fill(box, []);
+    $("lookalike-note").textContent = "Look-alikes need a poster. The similar movies below come from ratings.";
+    return;
+  }
   try {
     const body = await api(`/movies/${id}/lookalike?n=12`);
     if (state.movieId !== id) return;
-    fill(box, body.results.map((m) => card(m)), "No look-alikes.");
+    fill(box, body.results.map((m) => card(m, { kind: "lookalike" })), "No look-alikes.");
   } catch (err) {
     fill(box, []);
     $("lookalike-note").textContent = err.message;
@@ -144,7 +174,8 @@ async function loadSimilar(id) {
   try {
     const body = await api(`/movies/${id}/similar?n=12${w}`);
     if (seq !== state.similarSeq) return;
-    fill($("similar"), body.results.map((m) => card(m)), "Nothing similar.");
+    learnDefault(body.default_visual_weight);
+    fill($("similar"), body.results.map((m) => card(m, { kind: "similar" })), "Nothing similar.");
     $("similar-note").textContent = "";
   } catch (err) {
     fill($("similar"), []);
@@ -159,10 +190,22 @@ function onWeight() {
   state.weightTimer = setTimeout(() => { if (state.movieId !== null) loadSimilar(state.movieId); }, 150);
 }
 
+function mix(w) {
+  return `${Math.round((1 - w) * 100)}% ratings · ${Math.round(w * 100)}% posters`;
+}
+
+// The model's default weight, when the server tells it: the slider starts (and resets) there.
+function learnDefault(w) {
+  if (typeof w !== "number" || !(w >= 0 && w <= 1) || state.defaultWeight === w) return;
+  state.defaultWeight = w;
+  if (state.weight === null) { $("weight").value = w; showWeight(); }
+}
+
 function showWeight() {
   const w = state.weight;
-  $("weight-label").textContent = w === null ? "model default"
-    : `${Math.round((1 - w) * 100)}% ratings · ${Math.round(w * 100)}% posters`;
+  const d = state.defaultWeight;
+  $("weight-label").textContent = w !== null ? mix(w)
+    : d === null ? "model default" : `model default (${mix(d)})`;
   $("weight-reset").hidden = w === null;
 }
 
@@ -180,10 +223,12 @@ async function loadUserSample() {
 async function showUser(id) {
   $("user-id").value = id;
   $("user-note").textContent = "Loading…";
+  $("recs-help").hidden = true;
   const w = state.weight === null ? "" : `&visual_weight=${state.weight}`;
   try {
     const body = await api(`/users/${id}/recommendations?n=18${w}`);
     const cards = body.results.map((m) => card(m, {
+      kind: "recommend",
       extra: m.because
         ? el("div", { class: "because" }, "because you liked ",
              el("span", { class: "because-title" }, m.because.title))
@@ -191,6 +236,7 @@ async function showUser(id) {
     }));
     fill($("recs"), cards, "No recommendations.");
     $("user-note").textContent = `Recommendations for user ${id}`;
+    $("recs-help").hidden = !cards.length;
   } catch (err) {
     fill($("recs"), []);
     $("user-note").textContent = err.message;
@@ -217,9 +263,15 @@ function goUser(id) {
 
 async function init() {
   $("search").addEventListener("input", onSearchInput);
+  $("search").addEventListener("keydown", onSearchKey);
+  for (const [id, kind] of [["similar-help", "similar"], ["lookalike-help", "lookalike"], ["recs-help", "recommend"]]) {
+    if ($(id)) $(id).title = SCORE_HELP[kind];
+  }
   $("weight").addEventListener("input", onWeight);
   $("weight-reset").addEventListener("click", () => {
-    state.weight = null; $("weight").value = 0.5; showWeight();
+    state.weight = null;
+    if (state.defaultWeight !== null) $("weight").value = state.defaultWeight;
+    showWeight();
     if (state.movieId !== null) loadSimilar(state.movieId);
   });
   $("user-go").addEventListener("click", () => goUser($("user-id").value));
@@ -229,6 +281,7 @@ async function init() {
   try {
     const h = await api("/health");
     state.hasPosters = h.has_posters;
+    learnDefault(h.default_visual_weight);
     $("model").textContent = `${h.dataset} · ${h.version}` + (h.has_posters ? "" : " · no posters");
     if (!h.has_posters) {
       $("lookalike-heading").hidden = true;
