@@ -46,6 +46,7 @@ class VBPRConfig:
     feature_l2: float = 1e-4     # on E and beta
     item_dropout: float = 0.2    # share of sampled movies scored without their collaborative part
     eval_every: int = 5          # epochs between validation checks (the best is kept)
+    min_rating: float = 0.0      # positives: movies rated at least this (0: every rated movie)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -150,17 +151,18 @@ class VisualBPR:
         f[np.searchsorted(self.movie_ids, feat.ids)] = feat.values
         self.features = f
         nu, ni, k, kv = len(self.user_ids), len(self.movie_ids), int(c.factors), int(c.visual_factors if d else 0)
-        users = np.repeat(np.arange(nu), train.user_counts())
-        items = np.searchsorted(self.movie_ids, train.movie_ids)
+        positive = train.ratings >= float(c.min_rating)
+        users = np.repeat(np.arange(nu), train.user_counts())[positive]
+        items = np.searchsorted(self.movie_ids, train.movie_ids)[positive]
         if not len(users):
-            raise ValueError("VisualBPR.fit: no training interactions")
+            raise ValueError(f"VisualBPR.fit: no training interactions rated {c.min_rating} or more")
         p = {"gu": rng.normal(0, 0.1, (nu, k)), "gi": rng.normal(0, 0.1, (ni, k)),
              "tu": rng.normal(0, 0.1, (nu, kv)), "E": rng.normal(0, 0.1, (d, kv)) / np.sqrt(max(d, 1)),
              "b": np.zeros(ni), "beta": np.zeros(d)}
         p["gi"][~np.isin(self.movie_ids, rated)] = 0.0
         adam = _Adam(p, c.learning_rate)
         val = _Validation(validation, self.user_ids, self.movie_ids, train) if validation is not None else None
-        best, best_params, curve = -1.0, None, []
+        best, best_params, best_epoch, curve = -1.0, None, None, []
         n_batches = int(np.ceil(len(users) / c.batch_size))
         for epoch in range(1, c.epochs + 1):
             order = rng.permutation(len(users))
@@ -173,7 +175,7 @@ class VisualBPR:
                 self._set(p)
                 entry["val_hr@10"] = hr = val.hit_rate(self)
                 if hr > best:
-                    best, best_params = hr, {key: v.copy() for key, v in p.items()}
+                    best, best_epoch, best_params = hr, epoch, {key: v.copy() for key, v in p.items()}
             curve.append(entry)
             if progress is not None:
                 progress(entry)
@@ -181,8 +183,7 @@ class VisualBPR:
             p = best_params
         self._set(p)
         self.history = {"curve": curve, "best_val_hr@10": best if val is not None else None,
-                        "best_epoch": max((e for e in curve if e.get("val_hr@10") == best),
-                                          key=lambda e: 0, default={}).get("epoch")}
+                        "best_epoch": best_epoch}
         self.fit_seconds = time.perf_counter() - start
         return self
 
@@ -218,6 +219,16 @@ class VisualBPR:
         self.user_factors, self.movie_factors = p["gu"].astype(np.float32), p["gi"].astype(np.float32)
         self.user_visual, self.projection = p["tu"].astype(np.float32), p["E"].astype(np.float32)
         self.movie_bias, self.feature_bias = p["b"].astype(np.float32), p["beta"].astype(np.float32)
+
+    def add_users(self, user_ids) -> None:
+        """Know ``user_ids`` too; a user without ratings gets zero factors (ranked by movie bias)."""
+        new = np.setdiff1d(np.asarray(user_ids, np.int64), self.user_ids)
+        if not len(new):
+            return
+        ids = np.concatenate([self.user_ids, new])
+        order = np.argsort(ids)
+        pad = lambda a: np.vstack([a, np.zeros((len(new), a.shape[1]), a.dtype)])[order]  # noqa: E731
+        self.user_ids, self.user_factors, self.user_visual = ids[order], pad(self.user_factors), pad(self.user_visual)
 
     # -- scoring ---------------------------------------------------------------------------
     def vectors(self) -> tuple[Vectors, Vectors]:
@@ -312,3 +323,33 @@ class _Validation:
             got = np.take_along_axis(rel, np.maximum(cols, 0), axis=1) & (cols >= 0)
             hits += int(got.any(axis=1).sum())
         return hits / len(self.users)
+
+
+# -- fitting as a stage does --------------------------------------------------------------------
+def validation_split(train: Interactions, min_ratings: int = 5, seed: int = 0) -> tuple[Interactions, Interactions]:
+    """(fit part, validation part): one random rated movie of every user with ``min_ratings`` or more."""
+    rng = np.random.default_rng(seed)
+    counts = train.user_counts()
+    users = np.repeat(train.user_ids, counts)
+    pick = np.zeros(len(users), bool)
+    for k in np.flatnonzero(counts >= min_ratings):
+        pick[train.indptr[k] + int(rng.integers(counts[k]))] = True
+    return (Interactions.from_pairs(users[~pick], train.movie_ids[~pick], train.ratings[~pick]),
+            Interactions.from_pairs(users[pick], train.movie_ids[pick], train.ratings[pick]))
+
+
+def fit_vbpr(train: Interactions, features: Vectors | None, config: VBPRConfig | None = None,
+             user_ids=None, progress=None) -> VisualBPR:
+    """Pick the epoch count on a validation slice of ``train`` (`validation_split`), then refit on
+    all of ``train`` for that many epochs. ``user_ids``: users to know besides those who rated
+    (they get zero factors: the movie biases rank for them)."""
+    config = config or VBPRConfig()
+    fit_part, val = validation_split(train, seed=config.seed)
+    trial = VisualBPR(config).fit(fit_part, features, val if len(val) else None, progress)
+    epochs = int(trial.history.get("best_epoch") or config.epochs)
+    model = VisualBPR(config.with_overrides(epochs=epochs)).fit(train, features, None, progress)
+    model.history.update(validation={"best_epoch": epochs, "hr@10": trial.history.get("best_val_hr@10"),
+                                     "users": int(len(val))})
+    if user_ids is not None:
+        model.add_users(user_ids)
+    return model
