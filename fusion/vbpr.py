@@ -21,8 +21,8 @@ The score is one inner product (`VisualBPR.vectors`: users ``[gamma_u, theta_u, 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -64,14 +64,14 @@ class VBPRConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "VBPRConfig":
+    def from_dict(cls, data: Mapping) -> VBPRConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown vbpr settings: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**dict(data))
 
-    def with_overrides(self, **changes) -> "VBPRConfig":
+    def with_overrides(self, **changes) -> VBPRConfig:
         changes = {k: v for k, v in changes.items() if v is not None}
         return replace(self, **changes) if changes else self
 
@@ -134,7 +134,7 @@ class VisualBPR:
 
     # -- fitting ---------------------------------------------------------------------------
     def fit(self, train: Interactions, features: Vectors | None = None,
-            validation: Interactions | None = None, progress=None) -> "VisualBPR":
+            validation: Interactions | None = None, progress=None) -> VisualBPR:
         """Fit on who rated what in ``train``; movies of ``features`` without ratings are scored too.
 
         ``validation`` (pairs held out of the training data) picks the best epoch by HR@10.
@@ -161,7 +161,8 @@ class VisualBPR:
              "b": np.zeros(ni), "beta": np.zeros(d)}
         p["gi"][~np.isin(self.movie_ids, rated)] = 0.0
         adam = _Adam(p, c.learning_rate)
-        val = _Validation(validation, self.user_ids, self.movie_ids, train) if validation is not None else None
+        val = _Validation(validation, self.user_ids, self.movie_ids, train, c.min_rating) \
+            if validation is not None else None
         best, best_params, best_epoch, curve = -1.0, None, None, []
         n_batches = int(np.ceil(len(users) / c.batch_size))
         for epoch in range(1, c.epochs + 1):
@@ -258,7 +259,7 @@ class VisualBPR:
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], config: Mapping | None = None,
-                    prefix: str = "") -> "VisualBPR":
+                    prefix: str = "") -> VisualBPR:
         a = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
         m = cls(VBPRConfig.from_dict(config or {}))
         try:
@@ -304,11 +305,13 @@ class _Adam:
 class _Validation:
     """HR@10 of validation pairs, rated training movies excluded (for picking the best epoch)."""
 
-    def __init__(self, validation: Interactions, user_ids, movie_ids, train: Interactions, n: int = 10):
-        keep = np.isin(validation.user_ids, user_ids)
-        self.users = validation.user_ids[keep]
+    def __init__(self, validation: Interactions, user_ids, movie_ids, train: Interactions, min_rating: float = 0.0,
+                 n: int = 10):
+        liked = {int(u): m[r >= min_rating] for u in validation.user_ids for m, r in [validation.ratings_of(u)]}
+        self.users = np.array([u for u in validation.user_ids if u in set(user_ids.tolist()) and len(liked[int(u)])],
+                              np.int64)
         self.n = n
-        self.relevant = [np.isin(movie_ids, validation.of(u)) for u in self.users]
+        self.relevant = [np.isin(movie_ids, liked[int(u)]) for u in self.users]
         self.seen = [np.isin(movie_ids, train.of(u)) for u in self.users]
 
     def hit_rate(self, model: VisualBPR) -> float:
@@ -349,7 +352,7 @@ def fit_vbpr(train: Interactions, features: Vectors | None, config: VBPRConfig |
     epochs = int(trial.history.get("best_epoch") or config.epochs)
     model = VisualBPR(config.with_overrides(epochs=epochs)).fit(train, features, None, progress)
     model.history.update(validation={"best_epoch": epochs, "hr@10": trial.history.get("best_val_hr@10"),
-                                     "users": int(len(val))})
+                                     "users": len(val)})
     if user_ids is not None:
         model.add_users(user_ids)
     return model

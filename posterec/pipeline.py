@@ -21,10 +21,11 @@ from catalog import ArtifactError, ModelStore, ModelVersion, PosterecError, Vect
 DEFAULT_VISUAL_WEIGHT = 0.25  # similar's poster weight; chosen in benchmarks/README.md "Hybrid quality"
 FUSED_BLOCKS = ("collaborative", "visual")
 # what recommend ranks with after build-index: "vbpr" (fusion.vbpr, learned from ratings, posters and
-# metadata) or "base" (the ranking model train fit); chosen in benchmarks/README.md "Ranking quality"
+# metadata) or "base" (the ranking model train fit). The default comes from the train config's
+# `learned_ranking`, off by default: in benchmarks/README.md "Ranking quality" vbpr ranks below the
+# puresvd+rating blend on both splits, tail items included.
 RANKING_MODELS = ("vbpr", "base")
-DEFAULT_RANKING_MODEL = "vbpr"
-RANKING_CHOSEN_BY = "benchmarks/ranking_quality.py (benchmarks/README.md, Ranking quality)"
+RANKING_CHOSEN_BY = "benchmarks/ranking_quality.py (benchmarks/README.md, Ranking quality): base beats vbpr"
 
 
 # -- shared readers ------------------------------------------------------------------------------
@@ -89,6 +90,31 @@ def text_vectors(version: ModelVersion, learned: bool = True):
     return rating, ranking
 
 
+def learned_ranking_config(version: ModelVersion):
+    """The `fusion.vbpr.VBPRConfig` of the version's train config, or None when it asks for none."""
+    from fusion.vbpr import VBPRConfig
+    from text_model import TextModelConfig
+
+    saved = version.stage("train").get("config")
+    try:
+        cfg = TextModelConfig.from_dict(saved) if isinstance(saved, dict) else TextModelConfig()
+    except (TypeError, ValueError):
+        cfg = TextModelConfig()
+    return VBPRConfig(**cfg.vbpr_settings(), seed=0) if cfg.learned_ranking else None
+
+
+def _vbpr_config(version: ModelVersion):
+    from fusion.vbpr import VBPRConfig
+    from text_model import TextModelConfig
+
+    saved = version.stage("train").get("config")
+    try:
+        cfg = TextModelConfig.from_dict(saved) if isinstance(saved, dict) else TextModelConfig()
+    except (TypeError, ValueError):
+        cfg = TextModelConfig()
+    return VBPRConfig(**cfg.vbpr_settings(), seed=0)
+
+
 def fit_learned_ranking(version: ModelVersion, rating, visual: Vectors | None, movies, config=None):
     """The learned visual-collaborative ranking model (`fusion.vbpr`) on the version's training
     ratings, its posters, genres and years; (model, manifest entry)."""
@@ -103,7 +129,7 @@ def fit_learned_ranking(version: ModelVersion, rating, visual: Vectors | None, m
     features = movie_features(catalogue, visual, genres, years)
     model = fit_vbpr(interactions, features, config, user_ids=rating.user_ids)
     entry = {"name": model.name, "config": model.config.to_dict(), "features": {
-        "posters": 0 if visual is None else int(len(visual)), "dim": int(features.dim)},
+        "posters": 0 if visual is None else len(visual), "dim": int(features.dim)},
         "validation": model.history.get("validation"), "fit_seconds": round(model.fit_seconds, 1)}
     return model, entry
 
@@ -311,7 +337,9 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
     if rating is None and visual is None:
         raise ArtifactError(f"{current.path}: no rating model and no poster embeddings; run `posterec train` "
                             f"and/or `posterec embed` first")
-    ranking_model = DEFAULT_RANKING_MODEL if ranking_model is None else ranking_model
+    vbpr_config = learned_ranking_config(current) if rating is not None else None
+    if ranking_model is None:
+        ranking_model = "vbpr" if vbpr_config is not None else "base"
     if ranking_model not in RANKING_MODELS:
         raise ValueError(f"ranking model must be one of {', '.join(RANKING_MODELS)}, got {ranking_model!r}")
     previous = current.stage("build-index")
@@ -325,7 +353,8 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
         cold, cold_info = estimate_cold_start(rating, ranking, visual, movies)
     learned = learned_info = None
     if ranking_model == "vbpr" and rating is not None and current.has("interactions"):
-        learned, learned_info = fit_learned_ranking(current, rating, visual, movies)
+        learned, learned_info = fit_learned_ranking(current, rating, visual, movies,
+                                                    vbpr_config or _vbpr_config(current))
         if cold is not None:  # poster-only movies: the learned model scores them itself
             cold = (cold[0], learned.vectors()[1].subset(cold[0].ids))
     blocks = fusion_blocks(rating, visual, cold)

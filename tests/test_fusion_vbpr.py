@@ -6,11 +6,17 @@ import io
 
 import numpy as np
 import pytest
-
-from catalog import Interactions, Vectors
-from fusion.vbpr import VBPRConfig, VisualBPR, fit_vbpr, movie_features, validation_split
 from movielens_fixture import planted
 from test_vision_model_embed import poster_bytes
+
+from catalog import Interactions, Vectors
+from fusion.vbpr import (
+    VBPRConfig,
+    VisualBPR,
+    fit_vbpr,
+    movie_features,
+    validation_split,
+)
 
 CONFIG = VBPRConfig(factors=8, visual_factors=4, epochs=30, batch_size=256, learning_rate=0.02, seed=0,
                     min_rating=4)  # everyone rates both kinds: what they like is in the ratings
