@@ -59,6 +59,8 @@ SCHEMA: dict[str, Artifact] = dict([
        depends_on=("text_model", "ranking", "visual")),
     _a("index", "index.faiss", "build-index", "FAISS index of the fused vectors",
        depends_on=("text_model", "visual", "cold_start")),
+    # written by `posterec add-movie` (issue 12): movies added since train, merged into the catalogue
+    _a("added_movies", "added_movies.npz", "add-movie", "movies added without retraining: id, title, year, genres"),
 ])
 STAGE_ORDER = ("train", "embed", "build-index")
 

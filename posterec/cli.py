@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "posterec.commands.index",
     "posterec.commands.serve",
     "posterec.commands.info",
+    "posterec.commands.movies",
 ]
 
 

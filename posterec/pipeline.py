@@ -148,7 +148,9 @@ def movies_of(home: Path, version: ModelVersion):
             raise ArtifactError(f"model {version.name} was made from another copy of {name} than the one in "
                                 f"{Path(home) / 'data' / name}; retrain with `posterec train --dataset {name}`, "
                                 f"or `posterec download --dataset {name} --force --source` the old copy back")
-    return load_movies(home, name)
+    from .additions import with_added
+
+    return with_added(load_movies(home, name), version)
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -216,7 +218,11 @@ def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = 
     from vision_model import embed_posters
 
     home = Path(home)
-    movies = load_movies(home, dataset)
+    models = ModelStore(home)
+    current = models.open_current() if models.current() is not None else None
+    # the catalogue includes the movies `add-movie` put in: their posters stay embedded
+    movies = movies_of(home, current) if current is not None and current.manifest.get("dataset") == dataset \
+        else load_movies(home, dataset)
     catalogue = {int(m) for m in movies["movie_id"]}
     store = PosterStore(home, dataset)
     entries = store.entries()
@@ -230,7 +236,6 @@ def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = 
         raise DatasetError(f"none of the {len(entries)} posters of {dataset} could be decoded "
                            f"(first: movie {result.failed[0].movie_id}: {result.failed[0].error})")
     missing = sorted(catalogue - {e.movie_id for e in entries})
-    models = ModelStore(home)
     with models.new_version() as writer:
         if writer.manifest.get("dataset") not in (None, dataset):
             raise DatasetError(f"the current model is for {writer.manifest['dataset']}, not {dataset}: "
@@ -321,6 +326,13 @@ def estimate_cold_start(rating, ranking, visual: Vectors, movies) -> tuple[tuple
 
 def build_index(home, visual_weight: float | None = None, kind: str = "flat", add: bool = False,
                 cold_start: bool = True, ranking_model: str | None = None) -> dict:
+    from .progress import steps
+
+    with steps("build-index", 5) as step:
+        return _build_index(home, visual_weight, kind, add, cold_start, step, ranking_model)
+
+
+def _build_index(home, visual_weight, kind, add, cold_start, step, ranking_model=None) -> dict:
     """Fuse the current version's blocks, index them and write a new CURRENT version.
 
     Any error (missing inputs, a dimension mismatch, a crash midway) leaves CURRENT as it was.
@@ -331,6 +343,7 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
 
     home = Path(home)
     store = ModelStore(home)
+    step("reading the current version")
     current = store.open_current()
     rating, ranking = text_vectors(current, learned=False)
     visual = visual_vectors(current)
@@ -349,6 +362,7 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
         w = DEFAULT_VISUAL_WEIGHT if visual_weight is None else float(visual_weight)
     movies = movies_of(home, current)
     cold, cold_info = None, {"estimated": 0}
+    step("estimating poster-only movies")
     if cold_start and rating is not None and visual is not None and w < 1.0:
         cold, cold_info = estimate_cold_start(rating, ranking, visual, movies)
     learned = learned_info = None
@@ -357,12 +371,14 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
                                                     vbpr_config or _vbpr_config(current))
         if cold is not None:  # poster-only movies: the learned model scores them itself
             cold = (cold[0], learned.vectors()[1].subset(cold[0].ids))
+    step("fusing")
     blocks = fusion_blocks(rating, visual, cold)
     weights = weights_for(blocks, w)
     fused = fuse(blocks, weights)
     summary = fusion_summary(blocks, weights, fused)
     metadata = MovieMetadata.from_movies(movies)
     added = len(fused)
+    step(f"indexing {len(fused)} movies")
     if add:
         base = _last_indexed(store, current)
         index = MovieIndex.load(base, base.stage("build-index").get("index") or {}, metadata=metadata)
@@ -382,6 +398,7 @@ def build_index(home, visual_weight: float | None = None, kind: str = "flat", ad
         added = int(len(new_ids))
     else:
         index = MovieIndex.build(fused, kind=kind, normalize=True, metadata=metadata)
+    step("writing the new version")
     with store.new_version() as writer:
         writer.start_stage("build-index")
         from text_model.ranking import read_learned, save_learned

@@ -41,6 +41,14 @@ class RecommenderLike(Protocol):
     def recommend(self, user_id: int, n: int = 10, visual_weight: float | None = None) -> Hits:
         """Unseen movies for ``user_id``, with ``because``."""
 
+    def recommend_for(self, ratings=None, liked=None, n: int = 10, visual_weight: float | None = None) -> Hits:
+        """Movies for a visitor the model never saw, from ``ratings`` ({movie_id: rating}) and/or
+        ``liked`` ids, with ``because``; never one given. `catalog.UnknownMovieError` lists unknown
+        ids, ``ValueError`` ratings off the scale; nothing given: the most popular movies."""
+
+    def poster_wall(self, n: int = 24, seed: int = 0, exclude=()) -> list[dict[str, Any]]:
+        """``n`` popular posters spread across looks and genres (`movie` dicts); other seeds, other walls."""
+
     def also_liked(self, movie_id: int, n: int = 10) -> Hits:
         """Movies that the people who liked ``movie_id`` also liked."""
 

@@ -48,8 +48,9 @@ def filtered_stderr() -> Iterator[None]:
         except (OSError, ValueError):
             pass
         os.dup2(target, 2)  # closes the pipe's last write end: the pump sees EOF
-        thread.join(timeout=5)
-        os.close(target)
+        thread.join(timeout=30)
+        if not thread.is_alive():
+            os.close(target)
 
 
 def _pump(read_end: int, target: int) -> None:
@@ -65,9 +66,16 @@ def _pump(read_end: int, target: int) -> None:
             if pending and not pending.startswith(PREFIXES):  # a progress bar's \r update: pass it on now
                 out, pending = out + pending, b""
             if out:
-                os.write(target, out)
+                _write(target, out)
     if pending and not BANNER.match(pending):
-        os.write(target, pending)
+        _write(target, pending)
+
+
+def _write(fd: int, data: bytes) -> None:
+    try:
+        os.write(fd, data)
+    except OSError:  # the reader of our stderr went away: nothing more to tell it
+        pass
 
 
 @contextmanager

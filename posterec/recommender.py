@@ -36,7 +36,7 @@ from . import pipeline
 from .output import MAX_N
 LIKED_MIN_RATING = 4.0
 RERANK_POOL = 200          # ranking-model candidates a hybrid recommendation re-ranks
-DEFAULT_RECOMMEND_WEIGHT = 0.0  # chosen from benchmarks/hybrid_quality.py (see benchmarks/README.md)
+DEFAULT_RECOMMEND_WEIGHT = 0.0  # chosen from benchmarks/ranking_quality.py (see benchmarks/README.md)
 WEIGHT_STEP = 0.05         # visual weights are quantised to this step, so a few spaces serve them all
 SPACE_CACHE = 4            # fused spaces kept besides the version's own index
 ALSO_LIKED_FANS = 50
@@ -375,6 +375,145 @@ class Recommender:
         fans = self._fans.search(self.rating.scoring_movies.get(movie_id), max(1, n_users))
         query = self._ranking_users.subset(fans.movie_ids).values.astype(np.float64).mean(axis=0)
         return self._ranking_index.search(query.astype(np.float32), n, exclude=np.array([movie_id]))
+
+    # -- visitors: people the model has never seen (see posterec.visitor) -------------------
+    def rating_scale(self) -> tuple[float, float]:
+        """The dataset's rating scale (lo, hi)."""
+        return tuple(self.rating.rating_range) if self.rating is not None else (1.0, 5.0)
+
+    def _visitor(self, ratings, liked):
+        from .visitor import visitor_input
+
+        lo, hi = self.rating_scale()
+        return visitor_input(ratings, liked, lambda m: m in self._info, (lo, hi),
+                             min(LIKED_MIN_RATING, hi))
+
+    def _fold_in(self):
+        """The model's `text_model.fold_in.FoldIn`, built on first use."""
+        with self._lock:
+            if getattr(self, "_fold", None) is None:
+                from text_model.fold_in import FoldIn
+
+                self._fold = FoldIn.of(self.rating, self.ranking_model, self._ranking_index.vectors(),
+                                       self.interactions)
+            return self._fold
+
+    def visitor_vector(self, ratings=None, liked=None) -> np.ndarray:
+        """The visitor's ranking vector (fold-in; see `text_model.fold_in`), searchable like a
+        known user's `_ranking_users` vector."""
+        if self._ranking_index is None:
+            raise ArtifactError(f"model {self.version} has no rating model to fold a visitor into")
+        given = self._visitor(ratings, liked)
+        fold = self._fold_in()
+        keep = np.isin(given.movie_ids, fold.movies.ids)
+        return fold.vector(given.movie_ids[keep], given.ratings[keep])
+
+    def recommend_for(self, ratings=None, liked=None, n: int = 10, visual_weight=None) -> Hits:
+        """Recommendations for a visitor the model has never seen, from a few ``ratings``
+        ({movie_id: rating} or pairs) and/or ``liked`` movie ids, with no retraining.
+
+        The rules of `recommend`: never a movie given; visual weight 0 ranks by the ranking
+        model (the visitor folded in, `visitor_vector`), above 0 its top candidates are re-ranked
+        with the visitor's poster taste; ``hits.because`` is the given liked movie nearest to
+        each. With nothing given: the most popular movies (``because`` all -1).
+        """
+        n = check_n(n)
+        given = self._visitor(ratings, liked)
+        if not len(given):
+            return self._popular_hits(n)
+        w = self._resolve_weight(visual_weight, self.default_recommend_weight)
+        liked_ids = given.movie_ids[given.liked]
+        if not len(liked_ids):  # only low ratings: explain by the best of them
+            liked_ids = given.movie_ids[given.ratings >= given.ratings.max()]
+        taste = self._visitor_taste(given)
+        if self._ranking_index is None:  # a posters-only model: the poster taste alone
+            if taste is None:
+                return self._popular_hits(n, exclude=given.movie_ids)
+            hits = self._visual_index.search(taste, n, exclude=given.movie_ids)
+        else:
+            fold = self._fold_in()
+            keep = np.isin(given.movie_ids, fold.movies.ids)
+            query = fold.vector(given.movie_ids[keep], given.ratings[keep])
+            if w == 0.0 or taste is None:
+                hits = self._ranking_index.search(query, n, exclude=given.movie_ids)
+            else:
+                hits = self._rerank_query(query, taste, n, w, given.movie_ids)
+        return replace(hits, because=self._because_of(liked_ids, hits.movie_ids, self.space(w)))
+
+    def _visitor_taste(self, given) -> np.ndarray | None:
+        """The rating-weighted mean poster of the liked movies (`fusion.user_taste`), or None."""
+        from fusion import user_taste
+
+        if not self.has_posters:
+            return None
+        keep = given.liked
+        taste = user_taste(np.zeros(int(keep.sum()), np.int64), given.movie_ids[keep], given.ratings[keep],
+                           self.visual, threshold=0.0)
+        return taste.values[0] if len(taste) else None
+
+    def _rerank_query(self, query: np.ndarray, taste: np.ndarray, n: int, w: float, seen) -> Hits:
+        """`_rerank` for a query vector and a poster taste instead of a known user."""
+        k = min(len(self._ranking_index), max(RERANK_POOL, 20 * n))
+        cand = self._ranking_index.search(query, k, exclude=seen)
+        if not len(cand.movie_ids):
+            return cand
+        has = np.isin(cand.movie_ids, self.visual.ids)
+        cos = np.zeros(len(cand.movie_ids), np.float64)
+        if has.any():
+            cos[has] = self.visual.subset(cand.movie_ids[has]).values @ taste
+            cos[~has] = cos[has].mean()
+
+        def z(x):
+            x = np.asarray(x, np.float64)
+            sd = x.std()
+            return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+        blended = (1.0 - w) * z(cand.scores) + w * z(cos)
+        order = np.argsort(-blended, kind="stable")[:n]
+        return Hits(cand.movie_ids[order], blended[order].astype(np.float32))
+
+    def _because_of(self, liked: np.ndarray, rec_ids: np.ndarray, space) -> np.ndarray:
+        """For each recommended movie, the movie of ``liked`` nearest to it in ``space`` (-1: none)."""
+        out = np.full(len(rec_ids), -1, np.int64)
+        liked = np.array([m for m in liked if m in space], dtype=np.int64)
+        present = np.array([k for k, m in enumerate(rec_ids) if m in space], dtype=np.int64)
+        if not len(liked) or not len(present):
+            return out
+        a = space.vectors(rec_ids[present]).values
+        b = space.vectors(liked).values
+        out[present] = liked[np.argmax(a @ b.T, axis=1)]
+        return out
+
+    def _popular_hits(self, n: int, exclude=()) -> Hits:
+        """The ``n`` most rated movies (posters first for a model without ratings), ``because`` -1."""
+        skip = {int(m) for m in exclude}
+        ids = sorted(self._info, key=lambda m: (-self._popularity.get(m, 0), not self._info[m]["has_poster"], m))
+        ids = [m for m in ids if m not in skip][:n]
+        scores = np.array([self._popularity.get(m, 0) for m in ids], np.float32)
+        return Hits(np.asarray(ids, np.int64), scores, np.full(len(ids), -1, np.int64))
+
+    def poster_wall(self, n: int = 24, seed: int = 0, exclude=()) -> list[dict]:
+        """``n`` posters to start from: popular, spread across looks and genres (k-means of the
+        poster embeddings and genres of the most popular posters, then a popular one from each
+        cluster). ``seed`` 0 deals the most popular of each cluster, other seeds other walls;
+        ``exclude``: movies not to show (already liked)."""
+        from .visitor import PosterWall
+
+        n = check_n(n)
+        if not self.has_posters:
+            return []
+        with self._lock:
+            if getattr(self, "_wall", None) is None:
+                ids = np.array([m for m in self.visual.ids if self._info.get(int(m), {}).get("has_poster")],
+                               np.int64)
+                if len(ids):
+                    self._wall = PosterWall.build(ids, self.visual.subset(ids).values,
+                                                  [tuple(self._info[int(m)]["genres"]) for m in ids],
+                                                  np.array([self._popularity.get(int(m), 0) for m in ids]))
+                else:
+                    self._wall = PosterWall(())
+            wall = self._wall
+        return [self.movie(m) for m in wall.deal(n, int(seed), exclude)]
 
 
 def _poster_ids(home: Path, manifest: dict) -> set[int]:

@@ -37,6 +37,7 @@ from fastapi import FastAPI, Header, HTTPException, Path as PathParam, Query, Re
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from catalog import ArtifactError, Hits, UnknownMovieError, UnknownUserError
@@ -48,7 +49,9 @@ log = logging.getLogger(__name__)
 MAX_N = 100
 MAX_ID = 2**31 - 1
 WEIGHT_STEP = 0.05
-MAX_BODY = 4096  # bytes; the only body is {"visual_weight": x}
+MAX_BODY = 4096  # bytes; the rebuild body is {"visual_weight": x}
+VISITOR_BODY = 64 * 1024  # a visitor's likes and ratings (at most 500 movies)
+ADMIN_MOVIE_BODY = 15 * 1024 * 1024  # a new movie with its poster (10 MB at most) in base64
 TOKEN_ENV = "POSTEREC_ADMIN_TOKEN"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -191,6 +194,66 @@ class RebuildRequest(BaseModel):
 
 class Error(BaseModel):
     detail: str
+
+
+class VisitorRequest(BaseModel):
+    """What a visitor gives: liked movie ids and/or ratings keyed by movie id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    liked: list[Annotated[int, Field(ge=0, le=MAX_ID, strict=True)]] = Field(
+        [], max_length=500, description="movie ids the visitor likes")
+    ratings: dict[Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,9})$")],
+                  Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        {}, max_length=500, description='{"movie_id": rating} on the dataset\'s scale')
+    n: int = Field(10, ge=1, strict=True, description=f"how many; above {MAX_N} capped to {MAX_N}")
+    visual_weight: float | None = Field(None, ge=0.0, le=1.0, allow_inf_nan=False,
+                                        description=f"rounded to steps of {WEIGHT_STEP}")
+
+
+class NewMovieRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    year: int | None = Field(None, strict=True)
+    genres: list[str] = Field(min_length=1, max_length=20)
+    poster: str = Field(description="the poster image (JPEG or PNG), base64-encoded", min_length=1)
+    movie_id: int | None = Field(None, ge=1, le=MAX_ID, strict=True)
+
+
+class NewMovie(BaseModel):
+    movie_id: int
+    title: str
+    year: int | None = None
+    genres: list[str]
+    version: str
+
+
+class NewRatingsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ratings: dict[Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,9})$")],
+                  Annotated[float, Field(allow_inf_nan=False)]] = Field(min_length=1, max_length=500)
+
+
+class NewRatings(BaseModel):
+    user_id: int
+    added: int
+    version: str
+
+
+class VisitorResult(BaseModel):
+    version: str
+    basis: str = Field(description="visitor: folded in from what was given; popular: nothing was given, "
+                                   "so the most popular movies")
+    visual_weight: float | None = None
+    results: list[Recommendation]
+
+
+class WallResult(BaseModel):
+    version: str
+    seed: int
+    results: list[Movie]
 
 
 NOT_FOUND = {404: {"model": Error, "description": "unknown id"}}
@@ -349,12 +412,12 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-async def _read_body(request: Request) -> bytes:
+async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY:
-            raise HTTPException(413, f"the body may be at most {MAX_BODY} bytes")
+        if size > limit:
+            raise HTTPException(413, f"the body may be at most {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -373,6 +436,20 @@ def _rebuild_weight(raw: bytes) -> float | None:
         return None
     try:
         return quantise(RebuildRequest.model_validate(data).visual_weight)
+    except ValidationError as exc:
+        raise _invalid(exc.errors(include_input=False, include_context=False), ("body",)) from None
+
+
+def _visitor_body(raw: bytes) -> "VisitorRequest":
+    """The visitor's JSON object (`VisitorRequest`); 422 naming what is wrong."""
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant) if raw.strip() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise _invalid([{"loc": (), "msg": f'expected a JSON object like {{"liked": [1, 50], "ratings": '
+                                           f'{{"181": 4.5}}}}: {reason}', "type": "json_invalid"}], ("body",)) from None
+    try:
+        return VisitorRequest.model_validate(data)
     except ValidationError as exc:
         raise _invalid(exc.errors(include_input=False, include_context=False), ("body",)) from None
 
@@ -519,6 +596,42 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
         return _reply(RecommendResult, {"user_id": user_id, "version": rec.version,
                                         "visual_weight": weight, "results": _described(rec, hits)})
 
+    @app.post("/recommendations", response_model=VisitorResult, tags=["visitors"],
+              responses={413: {"model": Error}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": VisitorRequest.model_json_schema()}}}})
+    async def recommend_for(request: Request):
+        body = _visitor_body(await _read_body(request, VISITOR_BODY))
+        return await run_in_threadpool(_recommend_for, body)
+
+    def _recommend_for(body: "VisitorRequest"):
+        rec = state.recommender
+        weight = quantise(body.visual_weight)
+        ratings = {int(k): v for k, v in body.ratings.items()}
+        try:
+            hits = rec.recommend_for(ratings=ratings, liked=body.liked, n=min(body.n, MAX_N), visual_weight=weight)
+        except UnknownMovieError as exc:  # a bad request, not a missing resource
+            raise _invalid([{"loc": ("liked/ratings",), "msg": str(exc), "type": "unknown_movie"}], ("body",)) from None
+        except ValueError as exc:
+            raise _invalid([{"loc": ("ratings",), "msg": str(exc), "type": "value_error"}], ("body",)) from None
+        basis = "visitor" if (body.liked or body.ratings) else "popular"
+        return _reply(VisitorResult, {"version": rec.version, "basis": basis, "visual_weight": weight,
+                                      "results": _described(rec, hits)})
+
+    @app.get("/wall", response_model=WallResult, tags=["visitors"])
+    def wall(n: Count = 24, seed: Annotated[int, BeforeValidator(_strict_int),
+                                           Query(ge=0, le=MAX_ID, description="another seed, another wall")] = 0,
+             exclude: Annotated[str, Query(max_length=4000, pattern=r"^[0-9,]*$",
+                                           description="comma-separated movie ids not to show")] = ""):
+        rec = state.recommender
+        skip = [int(x) for x in exclude.split(",") if x]
+        found = rec.poster_wall(min(n, MAX_N), seed=seed, exclude=skip)
+        return _reply(WallResult, {"version": rec.version, "seed": seed, "results": [_movie(m) for m in found]})
+
+    @app.get("/visitor", include_in_schema=False)
+    def visitor_page():
+        return FileResponse(STATIC_DIR / "visitor.html", media_type="text/html")
+
     @app.get("/posters/{movie_id}", responses={200: {"content": {"image/jpeg": {}, "image/png": {}}},
                                                **NOT_FOUND}, tags=["movies"])
     def poster(movie_id: MovieId):
@@ -558,6 +671,73 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
     def rebuild_status(authorization: Annotated[str | None, Header()] = None):
         _require_token(authorization)
         return state.rebuild.status
+
+    def _json_body(raw: bytes, model: type[BaseModel]):
+        try:
+            data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise _invalid([{"loc": (), "msg": f"expected a JSON object: {str(exc)[:120]}",
+                             "type": "json_invalid"}], ("body",)) from None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise _invalid(exc.errors(include_input=False, include_context=False), ("body",)) from None
+
+    def _reload() -> None:
+        state.current = Serving.of(state.loader(state.home))  # atomic, as after a rebuild
+
+    @app.post("/admin/movies", response_model=NewMovie, status_code=201,
+              responses={**admin_responses, 413: {"model": Error}, 422: {"model": Error}}, tags=["admin"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": NewMovieRequest.model_json_schema()}}}})
+    async def add_movie(request: Request, authorization: Annotated[str | None, Header()] = None):
+        _require_token(authorization)  # before the body is read
+        body = _json_body(await _read_body(request, ADMIN_MOVIE_BODY), NewMovieRequest)
+        import base64
+        import binascii
+
+        try:
+            poster = base64.b64decode(body.poster, validate=True)
+        except (binascii.Error, ValueError):
+            raise _invalid([{"loc": ("poster",), "msg": "the poster is not valid base64", "type": "value_error"}],
+                           ("body",)) from None
+
+        def work():
+            from catalog import DatasetError
+
+            from .additions import add_movie as add
+
+            try:
+                added = add(state.home, body.title, body.year, body.genres, poster, movie_id=body.movie_id)
+            except (ValueError, DatasetError) as exc:
+                raise _invalid([{"loc": (), "msg": str(exc), "type": "value_error"}], ("body",)) from None
+            _reload()
+            return _Json(NewMovie.model_validate(added).model_dump_json(), status_code=201)
+
+        return await run_in_threadpool(work)
+
+    @app.post("/users/{user_id}/ratings", response_model=NewRatings, status_code=201,
+              responses={**admin_responses, 413: {"model": Error}, 422: {"model": Error}}, tags=["admin"],
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": NewRatingsRequest.model_json_schema()}}}})
+    async def add_ratings(user_id: UserId, request: Request,
+                          authorization: Annotated[str | None, Header()] = None):
+        _require_token(authorization)
+        body = _json_body(await _read_body(request, VISITOR_BODY), NewRatingsRequest)
+
+        def work():
+            from .additions import add_ratings as add
+
+            try:
+                done = add(state.home, user_id, {int(k): v for k, v in body.ratings.items()})
+            except UnknownMovieError as exc:
+                raise _invalid([{"loc": ("ratings",), "msg": str(exc), "type": "unknown_movie"}], ("body",)) from None
+            except ValueError as exc:
+                raise _invalid([{"loc": ("ratings",), "msg": str(exc), "type": "value_error"}], ("body",)) from None
+            _reload()
+            return _Json(NewRatings.model_validate(done).model_dump_json(), status_code=201)
+
+        return await run_in_threadpool(work)
 
     @app.get("/", include_in_schema=False)
     def index():

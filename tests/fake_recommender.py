@@ -220,3 +220,38 @@ class FakeRecommender:
         fans = [u for u, s in self._seen.items() if movie_id in s]
         scores = np.array([sum(mid in self._seen[u] for u in fans) for mid in self._ids], float)
         return self._top(scores, n, {movie_id})
+
+    def recommend_for(self, ratings=None, liked=None, n: int = 10, visual_weight: float | None = None) -> Hits:
+        ratings = {int(k): float(v) for k, v in dict(ratings or {}).items()}
+        liked = [int(m) for m in (liked or [])]
+        unknown = [m for m in [*ratings, *liked] if m not in self._by_id]
+        if unknown:
+            raise UnknownMovieError(f"unknown movie ids {', '.join(map(str, unknown))}: not in the catalogue")
+        bad = [f"movie {m}: {r}" for m, r in ratings.items() if not 1.0 <= r <= 5.0]
+        if bad:
+            raise ValueError(f"ratings must be numbers from 1 to 5 (the dataset's scale); got {', '.join(bad)}")
+        given = {**{m: 5.0 for m in liked}, **ratings}
+        if not given:
+            order = np.lexsort((self._ids, -self._ratings))[:n]
+            return Hits(self._ids[order], self._ratings[order].astype(np.float32), np.full(len(order), -1, np.int64))
+        w = self.default_visual_weight if visual_weight is None else visual_weight
+        rows = [self._row[m] for m in given]
+        weights = np.array([r - 3.0 for r in given.values()])
+        space = (1 - w) * self._collab @ self._collab[rows].T + w * self._visual @ self._visual[rows].T
+        hits = self._top(space @ weights, n, set(given))
+        fans = [m for m, r in given.items() if r >= 4.0] or list(given)
+        fan_rows = [self._row[m] for m in fans]
+        because = np.array([fans[int(np.argmax(self._collab[fan_rows] @ self._collab[self._row[m]]))]
+                            for m in hits.movie_ids.tolist()], np.int64)
+        return Hits(hits.movie_ids, hits.scores, because)
+
+    def poster_wall(self, n: int = 24, seed: int = 0, exclude=()) -> list[dict]:
+        skip = {int(m) for m in exclude}
+        ids = [m["movie_id"] for m in self._movies if m["has_poster"] and m["movie_id"] not in skip]
+        rng = np.random.default_rng(seed)
+        if seed:
+            ids = [ids[k] for k in rng.permutation(len(ids))]
+        comedies = [m for m in ids if self._comedy[self._row[m]]]
+        horror = [m for m in ids if not self._comedy[self._row[m]]]
+        mixed = [m for pair in zip(comedies, horror) for m in pair] + comedies[len(horror):] + horror[len(comedies):]
+        return [self.movie(m) for m in mixed[:n]]

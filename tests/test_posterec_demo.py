@@ -39,3 +39,13 @@ def test_demo_runs_each_stage_once(tmp_path, ml100k_dir, capsys, monkeypatch):
     assert "all 60 from" in out and "embed: the poster embeddings are current" in out
     assert "build-index: the index is current" in out and "train: the rating model is current" in out
     assert "posters embedded" not in out and "movies indexed" not in out
+
+
+@pytest.mark.parametrize("dataset", ["ml-1m", "ml-100k"])
+def test_demo_without_network_gives_the_offline_command_and_leaves_nothing(tmp_path, capsys, monkeypatch, dataset):
+    monkeypatch.setenv("POSTEREC_DATA_URL", "http://127.0.0.1:9")  # nothing listens: as offline
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "demo", "--dataset", dataset, "--no-serve"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'make demo DEMO_ARGS="--dataset ml-100k --source DIR"' in err[0]
+    assert not home.exists() or not any(home.rglob("*"))

@@ -29,6 +29,9 @@ def test_train_evaluate_predict_and_queries(trained_home, tmp_path, capsys):
         assert 0 <= report[key] < 5, key
     assert report["rmse"] < 1.2  # the planted ratings are easy: the global mean scores ~1.6
     assert "most_popular" in report
+    assert main(["--home", home, "evaluate", "--json"]) == 0  # the leave-last-out fit is not redone
+    again, err = capsys.readouterr()
+    assert "leave-last-out metrics from" in err and json.loads(again)["hr_at_10"] == report["hr_at_10"]
 
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("user_id,movie_id\n2,1\n2,40\n3,1\n")

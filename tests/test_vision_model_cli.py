@@ -48,6 +48,8 @@ def test_embed_then_lookalike(planted_home, keras_home, capsys, tmp_path):  # no
     plant_posters(planted_home)
     home = ["--home", str(planted_home)]
     assert main(home + EMBED) == 0
+    assert "17 posters: 14 embedded, 0 from cache, 2 duplicates of others by sha256, 1 unusable" in \
+        capsys.readouterr().out  # the numbers add up
     store = ModelStore(planted_home)
     first = store.open_current()
     vision = first.stage("embed")
@@ -89,7 +91,8 @@ def test_embed_then_lookalike(planted_home, keras_home, capsys, tmp_path):  # no
 
     # a second run embeds nothing (all cached) yet writes a new version; the old one stays
     assert main(home + EMBED) == 0
-    assert "0 new, 16 from cache" in capsys.readouterr().out
+    assert "17 posters: 0 embedded, 16 from cache, 0 duplicates of others by sha256, 1 unusable" in \
+        capsys.readouterr().out
     assert store.current_name() != first.name and first.arrays("visual")
 
 

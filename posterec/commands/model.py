@@ -1,7 +1,9 @@
 """``train``, ``evaluate``, ``predict``, ``similar``, ``recommend``, ``also-liked``: the text model."""
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 from ..output import count, emit_json, positive_int, weight_argument
@@ -31,7 +33,10 @@ def register(sub) -> None:
                                    "come from a second model with the same config fit on the leave-last-out "
                                    "training set, so the held-out movie is never seen in training.")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--progress", type=int, choices=[0, 1, 2], default=0, help="Keras verbosity of the ranking fit")
+    p.add_argument("--progress", type=int, choices=[0, 1, 2], default=None,
+                   help="Keras verbosity of the leave-last-out fit (default: a bar on a terminal, else 0)")
+    p.add_argument("--refit", action="store_true",
+                   help="fit the leave-last-out model again even when its metrics are cached")
     p.set_defaults(func=run_evaluate)
 
     p = sub.add_parser("predict", help="predict ratings for user_id,movie_id pairs")
@@ -45,14 +50,17 @@ def register(sub) -> None:
         ("also-liked", "MOVIE_ID", "what the users who would rate a movie highest like best"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("id", type=int, metavar=target)
+        if name == "recommend":
+            _visitor_arguments(p)
+        else:
+            p.add_argument("id", type=int, metavar=target)
         p.add_argument("-n", type=count, default=10, help="how many results (default: 10)")
         p.add_argument("--json", action="store_true", help="print one JSON object")
         if name != "also-liked":
             p.add_argument("--visual-weight", type=weight_argument, default=None, metavar="W",
                            help="0 = ratings only, 1 = posters only (default: the index's weight, "
                                 "or 0 without posters)")
-        p.set_defaults(func=run_query, query=name)
+        p.set_defaults(func=run_query, query=name, parser=p)
 
 
 def run_train(args) -> int:
@@ -69,6 +77,7 @@ def run_train(args) -> int:
 def run_evaluate(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from catalog import ArtifactError, ModelStore, load_dataset
+    from catalog.store import write_json_atomic
     from text_model import TextModelConfig
     from text_model.artifacts import load_test_pairs
     from text_model.evaluation import ranking_metrics, rating_metrics
@@ -86,7 +95,17 @@ def run_evaluate(args) -> int:
             result = rating_metrics(tm, users, movies, ratings)
     dataset = load_dataset(args.home, info["dataset"])
     config = TextModelConfig.from_dict(info["config"])
-    result.update(ranking_metrics(dataset, config, seed=int(info["split"].get("seed", 0)), verbose=args.progress))
+    seed = int(info["split"].get("seed", 0))
+    cache = _evaluate_cache(args.home, version, seed)
+    if cache.exists() and not args.refit:
+        ranking = json.loads(cache.read_text())
+        print(f"(leave-last-out metrics from {cache}; --refit to fit again)", file=sys.stderr)
+    else:
+        verbose = args.progress if args.progress is not None else (1 if sys.stderr.isatty() else 0)
+        ranking = ranking_metrics(dataset, config, seed=seed, verbose=verbose)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cache, ranking)
+    result.update(ranking)
     result["version"] = version.name
     if args.json:
         emit_json(result)
@@ -100,6 +119,19 @@ def run_evaluate(args) -> int:
     print(f"  most-popular baseline: HR@10 {fmt(pop['hr_at_10'])}  NDCG@10 {fmt(pop['ndcg_at_10'])}  "
           f"coverage@10 {fmt(pop['coverage_at_10'])}")
     return 0
+
+
+def _evaluate_cache(home, version, seed: int):
+    """Where the leave-last-out metrics of this dataset copy, config and seed are kept: they come
+    from a second fit (tens of seconds) that depends on nothing else, so `evaluate` reuses them."""
+    import hashlib
+
+    from catalog.store import code_version
+
+    info = version.stage("train")
+    key = json.dumps({"dataset": version.manifest.get("dataset_checksum") or info.get("dataset"),
+                      "config": info.get("config"), "seed": seed, "code": code_version()}, sort_keys=True)
+    return Path(home) / "cache" / "evaluate" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 def run_predict(args) -> int:
@@ -139,13 +171,71 @@ def run_predict(args) -> int:
     return 0
 
 
+def _visitor_arguments(p) -> None:
+    """``recommend USER_ID``, or for a visitor ``--liked 1,50,181`` / ``--ratings FILE.csv``."""
+    p.add_argument("id", type=int, metavar="USER_ID", nargs="?", default=None,
+                   help="a user the model knows (or give --liked / --ratings instead)")
+    p.add_argument("--liked", type=_id_list, metavar="IDS",
+                   help="a visitor's liked movies, comma-separated movie ids (e.g. 1,50,181)")
+    p.add_argument("--ratings", metavar="FILE.csv", help="a visitor's ratings: a CSV with columns movie_id,rating")
+
+
+def _id_list(text: str) -> list[int]:
+    import argparse
+
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    if not parts or not all(t.isdigit() for t in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated movie ids such as 1,50,181, got {text!r}")
+    return [int(t) for t in parts]
+
+
+def read_visitor_ratings(path) -> list[tuple[int, float]]:
+    """(movie_id, rating) pairs of a ``movie_id,rating`` CSV; `DatasetError` naming the line."""
+    import csv
+
+    from catalog import DatasetError
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such ratings file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc})") from None
+    if rows and [c.strip().lower() for c in rows[0]][:2] == ["movie_id", "rating"]:
+        rows, first = rows[1:], 2
+    else:
+        first = 1
+    out = []
+    for k, row in enumerate(rows, first):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2 or not row[0].strip().isdigit():
+            raise DatasetError(f"{path} line {k}: expected movie_id,rating (e.g. 50,4.5), got {','.join(row)!r}")
+        try:
+            value = float(row[1])
+        except ValueError:
+            raise DatasetError(f"{path} line {k}: the rating {row[1]!r} is not a number") from None
+        out.append((int(row[0]), value))
+    return out
+
+
 def run_query(args) -> int:
     from ..recommender import Recommender
 
+    visitor = args.query == "recommend" and (args.liked is not None or args.ratings is not None)
+    if args.query == "recommend":
+        given = sum(x is not None for x in (args.id, args.liked, args.ratings))
+        if given != 1:
+            args.parser.error("give exactly one of USER_ID, --liked IDS or --ratings FILE.csv")
+    ratings = read_visitor_ratings(args.ratings) if visitor and args.ratings is not None else None
     rec = Recommender.load(args.home)
     w = getattr(args, "visual_weight", None)
     if args.query == "similar":
         hits = rec.similar(args.id, args.n, visual_weight=w)
+    elif visitor:
+        hits = rec.recommend_for(ratings=ratings, liked=args.liked, n=args.n, visual_weight=w)
     elif args.query == "recommend":
         hits = rec.recommend(args.id, args.n, visual_weight=w)
     else:
@@ -153,8 +243,14 @@ def run_query(args) -> int:
     results = rec.describe(hits)
     key = "user_id" if args.query == "recommend" else "movie_id"
     if args.json:
-        emit_json({"query": args.query, key: args.id, "n": args.n, "model": rec.version, "results": results})
+        head = {"query": args.query, key: args.id}
+        if visitor:
+            head = {"query": "recommend", "liked": args.liked or [], "ratings": dict(ratings or []),
+                    "basis": "visitor" if (args.liked or ratings) else "popular"}
+        emit_json({**head, "n": args.n, "model": rec.version, "results": results})
         return 0
+    if visitor and not (args.liked or ratings):
+        print("(nothing given: the most popular movies)")
     for k, r in enumerate(results, 1):
         year = "" if r["year"] is None else f" ({r['year']})"
         because = f"  <- {r['because']['title']}" if r.get("because") else ""

@@ -63,10 +63,11 @@ def run_embed(args) -> int:
     if s.strangers:
         log.warning("%d posters are for movies not in %s (ignored): %s", len(s.strangers), args.dataset, s.strangers[:10])
     r = s.result
-    print(f"{args.dataset}: {len(r.vectors)} posters embedded with {config.backbone} "
-          f"alpha={config.alpha:g} (dim {r.vectors.dim}; {r.n_embedded} new, {r.n_cached} "
-          f"from cache); {len(s.missing)} movies without a poster, {len(r.failed)} unusable images; "
-          f"model version {s.version.name}")
+    duplicates = max(0, len(r.vectors) - r.n_cached - r.n_embedded)
+    print(f"{args.dataset}: {len(r.vectors) + len(r.failed)} posters: {r.n_embedded} embedded, {r.n_cached} from "
+          f"cache, {duplicates} duplicates of others by sha256, {len(r.failed)} unusable; "
+          f"{config.backbone} alpha={config.alpha:g}, dim {r.vectors.dim}; {len(s.missing)} movies without a "
+          f"poster; model version {s.version.name}")
     for f in r.failed[:10]:
         print(f"  skipped movie {f.movie_id}: {f.error}")
     return 0
