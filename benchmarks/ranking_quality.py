@@ -325,15 +325,23 @@ def cold_split(home: Path, shared: Path, cache: Path, embed_args, dataset) -> di
     users = test.user_ids[[np.isin(test.of(u), cold).any() for u in test.user_ids]]
     ranked: dict[str, np.ndarray] = {}
     uv = base.ranking_users.values[base.ranking_users.rows_of(users)]
-    (collab, rank), cinfo = pipeline.estimate_cold_start(rating, base, visual, movies)
-    ranked["ridge map: poster + genres + year (build-index today)"] = uv @ rank.subset(cold).values.T
+    # the rating model's movie tower gives a held-out movie vectors from its genres and title
+    # (PureSVD has none for it): recommend's order for it today
+    ranked["posterec recommend today (puresvd+rating; text tower only)"] = uv @ base.ranking_movies.subset(cold).values.T
+    # today's ridge map (what build-index fits for poster-only movies), fit on the warm movies
+    warm = np.unique(split.train["movie_id"].to_numpy(np.int64))
+    targets = base.ranking_movies.subset(warm)
     ids = movies["movie_id"].to_numpy()
     genres = {int(m): tuple(g) for m, g in zip(ids, movies["genres"])}
     years = {int(m): (None if y != y else float(y)) for m, y in zip(ids, movies["year"].astype("float64"))}
-    meta = movie_features(ids, None, genres, years)
-    alpha, _ = select_alpha(meta, base.ranking_movies, base.ranking_users)
-    est = ColdStartMap(alpha).fit(meta, base.ranking_movies).predict(meta.subset(cold))
-    ranked["ridge map: genres + year"] = uv @ est.values.T
+    cinfo = {}
+    for key, feats in (("ridge map: poster + genres + year (build-index today)",
+                        pipeline._cold_start_features(visual, movies)[0]),
+                       ("ridge map: genres + year", movie_features(ids, None, genres, years))):
+        alpha, _ = select_alpha(feats, targets, base.ranking_users)
+        est = ColdStartMap(alpha).fit(feats, targets).predict(feats.subset(cold))
+        ranked[key] = uv @ est.values.T
+        cinfo[key] = {"alpha": alpha}
     pipeline.build_index(home, ranking_model="vbpr")
     rec = Recommender.load(home)
     users_v, movies_v = rec.ranking_model.ranking_users, rec.ranking_model.ranking_movies
@@ -378,7 +386,8 @@ def table(name: str, res: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "posterec-ranking-quality")
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared",
+                        help="the shared data folder (default: ../shared beside the repository)")
     parser.add_argument("--weights-file", type=Path, default=None, help=f"MobileNetV2 .h5 (default: SHARED/{WEIGHTS_H5})")
     parser.add_argument("--splits", default="leave-last-out,random-80-20")
     parser.add_argument("--skip-cold-start", action="store_true")
@@ -406,6 +415,7 @@ def main() -> int:
     for name in [s for s in args.splits.split(",") if s]:
         print(f"\n== {name}", flush=True)
         out[name] = warm_split(name, args.work / name, args.shared, cache, embed_args, dataset)
+        record("ranking_quality_partial", {"split": name, "result": out[name]})
     cold = None
     if not args.skip_cold_start:
         print("\n== cold-start-10", flush=True)
