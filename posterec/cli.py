@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "posterec.commands.demo",
     "posterec.commands.data",
     "posterec.commands.model",
+    "posterec.commands.tune",
     "posterec.commands.posters",
     "posterec.commands.vision",
     "posterec.commands.index",

@@ -20,6 +20,12 @@ from catalog import ArtifactError, ModelStore, ModelVersion, PosterecError, Vect
 
 DEFAULT_VISUAL_WEIGHT = 0.25  # similar's poster weight; chosen in benchmarks/README.md "Hybrid quality"
 FUSED_BLOCKS = ("collaborative", "visual")
+# what recommend ranks with after build-index: "vbpr" (fusion.vbpr, learned from ratings, posters and
+# metadata) or "base" (the ranking model train fit). The default comes from the train config's
+# `learned_ranking`, off by default: in benchmarks/README.md "Ranking quality" vbpr ranks below the
+# puresvd+rating blend on both splits, tail items included.
+RANKING_MODELS = ("vbpr", "base")
+RANKING_CHOSEN_BY = "benchmarks/ranking_quality.py (benchmarks/README.md, Ranking quality): base beats vbpr"
 
 
 # -- shared readers ------------------------------------------------------------------------------
@@ -58,15 +64,74 @@ def stack(base: Vectors, extra: Vectors | None) -> Vectors:
     return Vectors(np.concatenate([base.ids, extra.ids[keep]]), np.vstack([base.values, extra.values[keep]]))
 
 
-def text_vectors(version: ModelVersion):
-    """The rating model's vectors and the ranking model over them (numpy, no TensorFlow), or (None, None)."""
+def text_vectors(version: ModelVersion, learned: bool = True):
+    """The rating model's vectors and the ranking model over them (numpy, no TensorFlow), or (None, None).
+
+    The ranking model is the learned one (``vbpr``, fit by ``build-index``) when the version has it
+    and ``learned``; otherwise the one ``train`` fit (``puresvd+rating``).
+    """
     if not version.has("text_model"):
         return None, None
     from text_model import RatingVectors, RankingVectors
+    from text_model.ranking import read_learned
 
     rating = RatingVectors.load(version)
+    found = read_learned(version) if learned else None
+    if found is not None:
+        from fusion.vbpr import VisualBPR
+
+        name, params, arrays = found
+        try:
+            users, movies = VisualBPR.from_arrays(arrays, params.get("config")).vectors()
+        except (ValueError, TypeError) as exc:
+            raise version.invalid(version_artifact("ranking"), f"not a valid {name} model ({exc})") from None
+        return rating, RankingVectors(name, params, users, movies)
     ranking = RankingVectors.load(version, rating) if version.has("ranking") else None
     return rating, ranking
+
+
+def learned_ranking_config(version: ModelVersion):
+    """The `fusion.vbpr.VBPRConfig` of the version's train config, or None when it asks for none."""
+    from fusion.vbpr import VBPRConfig
+    from text_model import TextModelConfig
+
+    saved = version.stage("train").get("config")
+    try:
+        cfg = TextModelConfig.from_dict(saved) if isinstance(saved, dict) else TextModelConfig()
+    except (TypeError, ValueError):
+        cfg = TextModelConfig()
+    return VBPRConfig(**cfg.vbpr_settings(), seed=0) if cfg.learned_ranking else None
+
+
+def _vbpr_config(version: ModelVersion):
+    from fusion.vbpr import VBPRConfig
+    from text_model import TextModelConfig
+
+    saved = version.stage("train").get("config")
+    try:
+        cfg = TextModelConfig.from_dict(saved) if isinstance(saved, dict) else TextModelConfig()
+    except (TypeError, ValueError):
+        cfg = TextModelConfig()
+    return VBPRConfig(**cfg.vbpr_settings(), seed=0)
+
+
+def fit_learned_ranking(version: ModelVersion, rating, visual: Vectors | None, movies, config=None):
+    """The learned visual-collaborative ranking model (`fusion.vbpr`) on the version's training
+    ratings, its posters, genres and years; (model, manifest entry)."""
+    from catalog import Interactions
+    from fusion.vbpr import fit_vbpr, movie_features
+
+    interactions = Interactions.from_arrays(version.arrays("interactions"))
+    ids = movies["movie_id"].to_numpy()
+    genres = {int(m): tuple(g) for m, g in zip(ids, movies["genres"])}
+    years = {int(m): (None if y != y else float(y)) for m, y in zip(ids, movies["year"].astype("float64"))}
+    catalogue = np.union1d(ids, interactions.movie_ids)
+    features = movie_features(catalogue, visual, genres, years)
+    model = fit_vbpr(interactions, features, config, user_ids=rating.user_ids)
+    entry = {"name": model.name, "config": model.config.to_dict(), "features": {
+        "posters": 0 if visual is None else len(visual), "dim": int(features.dim)},
+        "validation": model.history.get("validation"), "fit_seconds": round(model.fit_seconds, 1)}
+    return model, entry
 
 
 def movies_of(home: Path, version: ModelVersion):
@@ -260,14 +325,14 @@ def estimate_cold_start(rating, ranking, visual: Vectors, movies) -> tuple[tuple
 
 
 def build_index(home, visual_weight: float | None = None, kind: str = "flat", add: bool = False,
-                cold_start: bool = True) -> dict:
+                cold_start: bool = True, ranking_model: str | None = None) -> dict:
     from .progress import steps
 
     with steps("build-index", 5) as step:
-        return _build_index(home, visual_weight, kind, add, cold_start, step)
+        return _build_index(home, visual_weight, kind, add, cold_start, step, ranking_model)
 
 
-def _build_index(home, visual_weight, kind, add, cold_start, step) -> dict:
+def _build_index(home, visual_weight, kind, add, cold_start, step, ranking_model=None) -> dict:
     """Fuse the current version's blocks, index them and write a new CURRENT version.
 
     Any error (missing inputs, a dimension mismatch, a crash midway) leaves CURRENT as it was.
@@ -280,11 +345,16 @@ def _build_index(home, visual_weight, kind, add, cold_start, step) -> dict:
     store = ModelStore(home)
     step("reading the current version")
     current = store.open_current()
-    rating, ranking = text_vectors(current)
+    rating, ranking = text_vectors(current, learned=False)
     visual = visual_vectors(current)
     if rating is None and visual is None:
         raise ArtifactError(f"{current.path}: no rating model and no poster embeddings; run `posterec train` "
                             f"and/or `posterec embed` first")
+    vbpr_config = learned_ranking_config(current) if rating is not None else None
+    if ranking_model is None:
+        ranking_model = "vbpr" if vbpr_config is not None else "base"
+    if ranking_model not in RANKING_MODELS:
+        raise ValueError(f"ranking model must be one of {', '.join(RANKING_MODELS)}, got {ranking_model!r}")
     previous = current.stage("build-index")
     if add and visual_weight is None and previous.get("visual_weight") is not None:
         w = float(previous["visual_weight"])
@@ -295,6 +365,12 @@ def _build_index(home, visual_weight, kind, add, cold_start, step) -> dict:
     step("estimating poster-only movies")
     if cold_start and rating is not None and visual is not None and w < 1.0:
         cold, cold_info = estimate_cold_start(rating, ranking, visual, movies)
+    learned = learned_info = None
+    if ranking_model == "vbpr" and rating is not None and current.has("interactions"):
+        learned, learned_info = fit_learned_ranking(current, rating, visual, movies,
+                                                    vbpr_config or _vbpr_config(current))
+        if cold is not None:  # poster-only movies: the learned model scores them itself
+            cold = (cold[0], learned.vectors()[1].subset(cold[0].ids))
     step("fusing")
     blocks = fusion_blocks(rating, visual, cold)
     weights = weights_for(blocks, w)
@@ -325,10 +401,18 @@ def _build_index(home, visual_weight, kind, add, cold_start, step) -> dict:
     step("writing the new version")
     with store.new_version() as writer:
         writer.start_stage("build-index")
+        from text_model.ranking import read_learned, save_learned
+
+        if learned is not None:
+            save_learned(writer, current, learned.name, {"config": learned.config.to_dict()}, learned.to_arrays())
+        elif rating is not None and read_learned(current) is not None:
+            save_learned(writer, current, None, {}, {})  # back to the base ranking model
         if cold is not None:
             writer.write_arrays("cold_start", movie_ids=cold[0].ids, collaborative=cold[0].values,
                                 ranking=cold[1].values)
         entry = {"visual_weight": w, "fusion": summary, "cold_start": cold_info,
+                 "ranking": learned_info or {"name": ranking.name if ranking is not None else "rating"},
+                 "ranking_chosen_by": RANKING_CHOSEN_BY,
                  "missing_blocks": [b for b in FUSED_BLOCKS if b not in blocks], "added": added}
         entry["index"] = index.save(writer)
         writer.set_stage("build-index", entry)

@@ -36,7 +36,7 @@ from . import pipeline
 from .output import MAX_N
 LIKED_MIN_RATING = 4.0
 RERANK_POOL = 200          # ranking-model candidates a hybrid recommendation re-ranks
-DEFAULT_RECOMMEND_WEIGHT = 0.0  # chosen from benchmarks/hybrid_quality.py (see benchmarks/README.md)
+DEFAULT_RECOMMEND_WEIGHT = 0.0  # chosen from benchmarks/ranking_quality.py (see benchmarks/README.md)
 WEIGHT_STEP = 0.05         # visual weights are quantised to this step, so a few spaces serve them all
 SPACE_CACHE = 4            # fused spaces kept besides the version's own index
 ALSO_LIKED_FANS = 50

@@ -7,6 +7,7 @@ for accuracy on ml-100k (biases + global mean, L2, early stopping, a decaying le
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 HEADS = ("dot", "fc")
 
@@ -53,6 +54,18 @@ class TextModelConfig:
     # among these. No factors: rank by predicted rating alone.
     ranking_factors: tuple[int, ...] = (16, 32, 64)
     rating_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+    # the learned visual-collaborative ranking model (fusion.vbpr): on, `build-index` fits it and
+    # recommend ranks with it; off (the default, from benchmarks/README.md "Ranking quality", where
+    # it ranks below the blend above), recommend keeps the blend (`build-index(ranking_model="vbpr")`
+    # fits it anyway)
+    learned_ranking: bool = False
+    vbpr_factors: int = 64
+    vbpr_visual_factors: int = 16
+    vbpr_epochs: int = 40            # at most; the best epoch on the validation slice is kept
+    vbpr_learning_rate: float = 0.005
+    vbpr_l2: float = 1e-4
+    vbpr_item_dropout: float = 0.2
+    vbpr_min_rating: float = 0.0     # positives: movies rated at least this (0: every rated movie)
 
     def __post_init__(self) -> None:
         if self.implicit_pooling not in ("batch", "full"):
@@ -77,6 +90,12 @@ class TextModelConfig:
             raise ValueError(f"config {self.name!r}: rating_weights needs at least one value")
         if any(int(k) < 1 for k in self.ranking_factors):
             raise ValueError(f"config {self.name!r}: ranking_factors must be >= 1")
+
+    def vbpr_settings(self) -> dict:
+        """The `fusion.vbpr.VBPRConfig` settings this config asks for."""
+        return {"factors": self.vbpr_factors, "visual_factors": self.vbpr_visual_factors, "epochs": self.vbpr_epochs,
+                "learning_rate": self.vbpr_learning_rate, "l2": self.vbpr_l2, "item_dropout": self.vbpr_item_dropout,
+                "min_rating": self.vbpr_min_rating}
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -109,7 +128,32 @@ CONFIGS: dict[str, TextModelConfig] = {
 
 
 def get_config(name: str) -> TextModelConfig:
-    try:
+    """A named config (``best``, ``reference``), or the path of a JSON file of overrides of one
+    (its ``"name"`` picks the base when it names one, else ``best``), as ``posterec tune`` writes."""
+    if name in CONFIGS:
         return CONFIGS[name]
-    except KeyError:
-        raise ValueError(f"unknown text_model config {name!r}; use one of {', '.join(CONFIGS)}") from None
+    if str(name).endswith(".json") or Path(name).is_file():
+        return config_from_file(name)
+    raise ValueError(f"unknown text_model config {name!r}; use one of {', '.join(CONFIGS)}, or a JSON file "
+                     f"of overrides (`posterec tune` writes one)")
+
+
+def config_from_file(path) -> TextModelConfig:
+    import json
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such config file; run `posterec tune` to write one") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a JSON config ({' '.join(str(exc).split())})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of text_model settings, got a {type(data).__name__}")
+    base = CONFIGS.get(str(data.get("name")), CONFIGS["best"])
+    try:
+        merged = {**base.to_dict(), **data}
+        merged.setdefault("name", base.name)
+        return TextModelConfig.from_dict(merged)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None

@@ -334,3 +334,35 @@ def ranking_for(config, seed: int = 0):
     if not config.ranking_factors:
         return RatingOnly()
     return Blend(tuple(int(k) for k in config.ranking_factors), tuple(float(w) for w in config.rating_weights), seed)
+
+
+# -- a learned ranking model kept beside the base one -------------------------------------------
+LEARNED = "learned."
+
+
+def save_learned(writer, version, name: str | None, params: dict, arrays: dict) -> None:
+    """Rewrite the ``ranking`` artifact of ``version`` into ``writer`` with a learned ranking model
+    (e.g. ``vbpr``, fit by ``build-index``) beside the base model's arrays, which stay as they were:
+    `load_ranking` still reads the base model; `read_learned` reads the learned one. ``name`` None
+    removes the learned model."""
+    base = {k: v for k, v in version.arrays(ARTIFACT).items()
+            if not k.startswith(LEARNED) and k not in ("learned_name", "learned_params")}
+    if name is None:
+        writer.write_arrays(ARTIFACT, **base)
+        return
+    writer.write_arrays(ARTIFACT, **base, learned_name=json_array(name), learned_params=json_array(params),
+                        **{LEARNED + k: v for k, v in arrays.items()})
+
+
+def read_learned(version) -> tuple[str, dict, dict] | None:
+    """(name, params, arrays) of the learned ranking model in a version's ``ranking`` artifact, or None."""
+    if not version.has(ARTIFACT):
+        return None
+    arrays = version.arrays(ARTIFACT)
+    if "learned_name" not in arrays:
+        return None
+    try:
+        name, params = from_json_array(arrays["learned_name"]), from_json_array(arrays["learned_params"])
+    except (KeyError, ValueError) as exc:
+        raise version.invalid(SCHEMA[ARTIFACT], f"its learned ranking model has no valid name/params ({exc})") from None
+    return str(name), params, {k[len(LEARNED):]: v for k, v in arrays.items() if k.startswith(LEARNED)}

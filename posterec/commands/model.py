@@ -21,8 +21,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: 0)")
     p.add_argument("--test-pairs", metavar="FILE", help="CSV of user_id,movie_id pairs that form the test set")
     p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the config's)")
-    p.add_argument("--config", default="best", choices=["best", "reference"],
-                   help="best (default: tuned, early stopping) or reference (the classic design)")
+    p.add_argument("--config", default="best", metavar="best|reference|FILE.json",
+                   help="best (default: tuned, early stopping), reference (the classic design), or a JSON file "
+                        "of overrides of them, such as the one `posterec tune` writes")
     p.add_argument("--progress", type=int, choices=[0, 1, 2], default=2,
                    help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch (default)")
     p.set_defaults(func=run_train)

@@ -1,0 +1,443 @@
+"""Ranking quality on ml-100k, measured through what a user calls, against the usual baselines.
+
+    python benchmarks/ranking_quality.py [--work DIR] [--shared ../shared] [--weights-file H5]
+                                         [--splits leave-last-out,random-80-20] [--skip-cold-start]
+
+For each split (seed 0; `catalog.make_split`): the held-out pairs go to a CSV, and a home under
+``--work`` gets ``download``, ``import-posters``, ``embed`` (the embedding cache is shared by the
+homes) and ``train --test-pairs CSV``: posterec fits on the training part only. Then:
+
+- posterec, as a user queries it: ``Recommender.load(home).recommend_many`` (visual weight 0: the
+  ``puresvd+rating`` blend that ``train`` fits) and ``recommend(user, visual_weight=0.25 / 0.5)``;
+  then ``build-index`` (which fits the learned ranking ``vbpr``) and ``recommend_many`` again;
+- fusion.vbpr ablations through its own API: no features (BPR-MF) and metadata without posters;
+- peers through their own libraries, each with a small grid tuned on a validation slice of the
+  training data (the same rule as the split: each user's last training rating, or a random 10%):
+  most popular, EASE (closed form), implicit's ALS and BPR.
+
+Every list is a full ranking over the catalogue, the user's training movies excluded (a list that
+holds one is an error). Metrics: HR@10, NDCG@10, Recall@20 (hits / min(held-out, 20)), catalogue
+coverage@10; also for the held-out movies in the head (top 20% of movies by training count) and in
+the tail. Cold start (``cold-start-10``: 10% of movies held out with all their ratings): the
+held-out movies that have a poster are ranked for each user who rated one of them (a hit: a movie
+the user rated) by today's ridge map (poster + genres + year -> ranking vectors, what build-index
+writes), the same map from genres + year only, vbpr (through the version build-index wrote),
+vbpr without posters, and random.
+
+Prints the table with the machine and appends a JSON line to benchmarks/results/ranking_quality.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(HERE))
+
+import numpy as np
+
+DATASET = "ml-100k"
+WEIGHTS_H5 = "weights/mobilenet_v2_1.0_224_imagenet_coral_tf2ptq_dequant_no_top.h5"
+N, N_RECALL = 10, 20
+SEED = 0
+ALS_GRID = [dict(factors=f, regularization=r, alpha=a) for f in (32, 64, 128) for r in (0.01, 0.1) for a in (1.0, 10.0)]
+BPR_GRID = [dict(factors=f, learning_rate=lr, iterations=it) for f in (32, 64, 128) for lr in (0.01, 0.05)
+            for it in (100,)]
+EASE_GRID = [50.0, 200.0, 500.0, 1000.0, 2000.0]
+
+
+# -- homes ----------------------------------------------------------------------------------------
+def cli(home: Path, *args: str) -> None:
+    from posterec.cli import main
+
+    t0 = time.perf_counter()
+    print(f"$ posterec --home {home} {' '.join(args)}", flush=True)
+    try:
+        rc = main(["--home", str(home), *args])
+    except SystemExit as exc:
+        rc = exc.code
+    if rc not in (0, None):
+        raise RuntimeError(f"posterec {args[0]} failed with exit code {rc}")
+    print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def prepare(home: Path, shared: Path, cache: Path, embed_args: list[str]) -> None:
+    """``home`` with ml-100k, its posters and their embeddings (the cache folder shared)."""
+    from catalog import ModelStore, PosterecError, load_dataset
+
+    home.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    if not (home / "cache").exists():
+        (home / "cache").symlink_to(cache.resolve())
+    try:
+        load_dataset(home, DATASET)
+    except PosterecError:
+        cli(home, "download", "--dataset", DATASET, "--source", str(shared / "data" / DATASET))
+    if not (home / "posters" / DATASET / "posters.csv").exists():
+        cli(home, "import-posters", str(shared / "data" / "posters" / DATASET), "--dataset", DATASET)
+    try:
+        has_visual = ModelStore(home).open_current().has("visual")
+    except PosterecError:
+        has_visual = False
+    if not has_visual:
+        cli(home, "embed", "--dataset", DATASET, *embed_args)
+
+
+def train_on(home: Path, split, name: str) -> float:
+    """``train --test-pairs`` on ``split``'s test pairs; the fit's seconds."""
+    from posterec.pipeline import train
+
+    pairs = home / f"test-pairs-{name}.csv"
+    with open(pairs, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "movie_id"])
+        w.writerows(zip(split.test["user_id"].astype(int), split.test["movie_id"].astype(int)))
+    t0 = time.perf_counter()
+    train(home, DATASET, seed=SEED, test_pairs=pairs, verbose=0)
+    return time.perf_counter() - t0
+
+
+# -- metrics --------------------------------------------------------------------------------------
+def score_lists(lists: dict[int, np.ndarray], train, test, head: np.ndarray, n_catalogue: int) -> dict:
+    """HR@10, NDCG@10, Recall@20 over all/head/tail held-out movies, and coverage@10."""
+    out = {}
+    for part in ("all", "head", "tail"):
+        hr, ndcg, rec, users = [], [], [], 0
+        for u, top in lists.items():
+            rel = test.of(u)
+            if part != "all":
+                rel = rel[np.isin(rel, head) == (part == "head")]
+            if not len(rel):
+                continue
+            users += 1
+            hit = np.isin(top[:N_RECALL], rel)
+            hr.append(float(hit[:N].any()))
+            pos = np.flatnonzero(hit[:N])
+            ndcg.append(float(np.sum(1 / np.log2(pos + 2)) / np.sum(1 / np.log2(np.arange(min(len(rel), N)) + 2))))
+            rec.append(float(hit.sum()) / min(len(rel), N_RECALL))
+        out[part] = {"users": users, "hr@10": float(np.mean(hr)) if hr else None,
+                     "ndcg@10": float(np.mean(ndcg)) if ndcg else None,
+                     "recall@20": float(np.mean(rec)) if rec else None}
+    tops = [t[:N] for t in lists.values()]
+    out["coverage@10"] = float(len(np.unique(np.concatenate(tops))) / n_catalogue) if tops else 0.0
+    leaked = sum(int(np.isin(t, train.of(u)).any()) for u, t in lists.items())
+    if leaked:
+        raise RuntimeError(f"{leaked} lists hold a movie their user rated in training")
+    return out
+
+
+def val_hr(lists: dict[int, np.ndarray], val) -> float:
+    return float(np.mean([np.isin(t[:N], val.of(u)).any() for u, t in lists.items()])) if lists else 0.0
+
+
+# -- peers (their own libraries; numpy for EASE) -------------------------------------------------------
+class Matrix:
+    """The binary user x movie matrix of a training part, over the whole catalogue."""
+
+    def __init__(self, train, movie_ids: np.ndarray):
+        from scipy import sparse
+
+        self.train, self.movie_ids, self.user_ids = train, movie_ids, train.user_ids
+        rows = np.repeat(np.arange(len(train.user_ids)), train.user_counts())
+        cols = np.searchsorted(movie_ids, train.movie_ids)
+        self.x = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
+                                   shape=(len(train.user_ids), len(movie_ids)))
+
+    def top(self, scores: np.ndarray, users: np.ndarray) -> dict[int, np.ndarray]:
+        from catalog import top_n
+
+        rows = np.searchsorted(self.user_ids, users)
+        cols, _ = top_n(scores[rows] if len(scores) == len(self.user_ids) else scores,
+                        N_RECALL, self.x[rows].toarray() > 0)
+        return {int(u): self.movie_ids[c] for u, c in zip(users, cols)}
+
+
+def popular(m: Matrix, users) -> dict[int, np.ndarray]:
+    counts = np.asarray(m.x.sum(axis=0)).ravel()
+    return m.top(np.tile(counts, (len(users), 1)), users)
+
+
+def ease(m: Matrix, lam: float) -> np.ndarray:
+    g = (m.x.T @ m.x).toarray().astype(np.float64)
+    g[np.diag_indices_from(g)] += lam
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)
+    b[np.diag_indices_from(b)] = 0.0
+    return np.asarray(m.x @ b, np.float32)
+
+
+def implicit_lists(model, m: Matrix, users) -> dict[int, np.ndarray]:
+    rows = np.searchsorted(m.user_ids, users)
+    ids, _ = model.recommend(rows, m.x[rows], N=N_RECALL, filter_already_liked_items=True)
+    return {int(u): m.movie_ids[np.asarray(r)[np.asarray(r) >= 0]] for u, r in zip(users, ids)}
+
+
+def fit_als(m: Matrix, p: dict):
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = AlternatingLeastSquares(factors=p["factors"], regularization=p["regularization"], alpha=p["alpha"],
+                                    iterations=15, random_state=SEED, num_threads=1)
+    model.fit(m.x, show_progress=False)
+    return model
+
+
+def fit_bpr(m: Matrix, p: dict):
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    model = BayesianPersonalizedRanking(factors=p["factors"], learning_rate=p["learning_rate"], regularization=0.01,
+                                        iterations=p["iterations"], random_state=SEED, num_threads=1)
+    model.fit(m.x, show_progress=False)
+    return model
+
+
+def tuned(name, grid, fit_lists, fit_sub: Matrix, val, full: Matrix, users):
+    """The grid point with the best validation HR@10 (fit on the fit part), refit on all training."""
+    results = []
+    for p in grid:
+        results.append((val_hr(fit_lists(fit_sub, p, val.user_ids), val), p))
+    best_hr, best = max(results, key=lambda r: r[0])
+    t0 = time.perf_counter()
+    lists = fit_lists(full, best, users)
+    seconds = time.perf_counter() - t0
+    print(f"  {name}: best {best} (validation HR@10 {best_hr:.4f} of {len(grid)} settings), refit {seconds:.1f} s",
+          flush=True)
+    return lists, {"params": best, "validation_hr@10": best_hr, "fit_seconds": round(seconds, 2)}
+
+
+def validation_of(split_name: str, train_frame):
+    from catalog import Interactions
+    from catalog.splits import leave_last_out, random_split
+
+    sub, val = leave_last_out(train_frame, SEED) if split_name == "leave-last-out" else \
+        random_split(train_frame, 0.1, SEED + 1)
+    return Interactions.from_ratings(sub), Interactions.from_ratings(val)
+
+
+# -- one warm split -------------------------------------------------------------------------------
+def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dataset) -> dict:
+    from catalog import Interactions, make_split
+    from fusion.vbpr import fit_vbpr, movie_features
+    from posterec.pipeline import build_index
+    from posterec.recommender import Recommender
+
+    split = make_split(dataset.ratings, name, SEED)
+    prepare(home, shared, cache, embed_args)
+    train, test = Interactions.from_ratings(split.train), Interactions.from_ratings(split.test)
+    catalogue = np.sort(dataset.movies["movie_id"].to_numpy(np.int64))
+    ids, counts = train.movie_counts()
+    order = ids[np.lexsort((ids, -counts))]
+    head = order[: int(round(0.2 * len(ids)))]
+    users = test.user_ids
+    results, info = {}, {}
+
+    def add(key, lists, extra=None):
+        results[key] = {**score_lists(lists, train, test, head, len(catalogue)), **(extra or {})}
+        a = results[key]["all"]
+        print(f"  {key:34} HR@10 {a['hr@10']:.4f}  NDCG@10 {a['ndcg@10']:.4f}  tail HR@10 "
+              f"{results[key]['tail']['hr@10']:.4f}", flush=True)
+
+    fit_seconds = train_on(home, split, name)
+    rec = Recommender.load(home)
+    if not np.array_equal(np.sort(rec.interactions.movie_ids), np.sort(train.movie_ids)):
+        raise RuntimeError("the trained model's interactions are not the split's training part")
+    info["train_seconds"] = round(fit_seconds, 1)
+    hits = rec.recommend_many(users, N_RECALL)
+    add("posterec recommend, w=0 (puresvd+rating)", {int(u): h.movie_ids for u, h in zip(users, hits)},
+        {"ranking": rec.ranking_model.name if rec.ranking_model is not None else None})
+    for w in (0.25, 0.5):
+        add(f"posterec recommend, w={w:g}",
+            {int(u): rec.recommend(int(u), N_RECALL, visual_weight=w, because=False).movie_ids for u in users})
+    t0 = time.perf_counter()
+    entry = build_index(home, ranking_model="vbpr")
+    info["build_index_seconds"] = round(time.perf_counter() - t0, 1)
+    rec = Recommender.load(home)
+    hits = rec.recommend_many(users, N_RECALL)
+    add("posterec recommend after build-index (vbpr)", {int(u): h.movie_ids for u, h in zip(users, hits)},
+        {"ranking": entry.get("ranking")})
+    # ablations of the learned model, through fusion.vbpr's own API (same fit as build-index)
+    movies = dataset.movies
+    genres = {int(m): tuple(g) for m, g in zip(movies["movie_id"], movies["genres"])}
+    years = {int(m): (None if y != y else float(y)) for m, y in zip(movies["movie_id"], movies["year"].astype("float64"))}
+    m_full = Matrix(train, catalogue)
+    for key, feats in (("vbpr without posters (genres + year)", movie_features(catalogue, None, genres, years)),
+                       ("vbpr without features (BPR-MF)", None)):
+        t0 = time.perf_counter()
+        model = fit_vbpr(train, feats)
+        results_key_seconds = time.perf_counter() - t0
+        add(key, _model_lists(model, m_full, users),
+            {"fit_seconds": round(results_key_seconds, 1)})
+    # peers
+    sub, val = validation_of(name, split.train)
+    m_sub = Matrix(sub, catalogue)
+    add("most popular", popular(m_full, users))
+    lists, meta = tuned("EASE", EASE_GRID, lambda m, lam, us: m.top(ease(m, lam), us), m_sub, val, m_full, users)
+    add("EASE", lists, meta)
+    lists, meta = tuned("ALS", ALS_GRID, lambda m, p, us: implicit_lists(fit_als(m, p), m, us), m_sub, val, m_full,
+                        users)
+    add("implicit ALS", lists, meta)
+    t0 = time.perf_counter()
+    fit_als(m_full, meta["params"])
+    info["als_fit_seconds"] = round(time.perf_counter() - t0, 2)
+    lists, meta = tuned("BPR", BPR_GRID, lambda m, p, us: implicit_lists(fit_bpr(m, p), m, us), m_sub, val, m_full,
+                        users)
+    add("implicit BPR", lists, meta)
+    info["vbpr_fit_seconds"] = (entry.get("ranking") or {}).get("fit_seconds")
+    return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
+
+
+def _model_lists(model, m: Matrix, users) -> dict[int, np.ndarray]:
+    """Top lists of a fusion.vbpr model over the catalogue (movies it does not know score -inf)."""
+    from catalog import top_n
+
+    scores = np.full((len(users), len(m.movie_ids)), -np.inf, np.float32)
+    known = np.isin(m.movie_ids, model.movie_ids)
+    scores[:, known] = model.scores(users)[:, np.searchsorted(model.movie_ids, m.movie_ids[known])]
+    rows = np.searchsorted(m.user_ids, users)
+    cols, _ = top_n(scores, N_RECALL, m.x[rows].toarray() > 0)
+    return {int(u): m.movie_ids[c[c >= 0]] for u, c in zip(users, cols)}
+
+
+# -- cold start -----------------------------------------------------------------------------------
+def cold_split(home: Path, shared: Path, cache: Path, embed_args, dataset) -> dict:
+    from catalog import Interactions, ModelStore, make_split
+    from fusion import ColdStartMap, select_alpha
+    from fusion.vbpr import fit_vbpr, movie_features
+    from posterec import pipeline
+    from posterec.recommender import Recommender
+
+    split = make_split(dataset.ratings, "cold-start-10", SEED)
+    prepare(home, shared, cache, embed_args)
+    train_on(home, split, "cold-start-10")
+    version = ModelStore(home).open_current()
+    rating, base = pipeline.text_vectors(version)
+    visual = pipeline.visual_vectors(version)
+    movies = dataset.movies
+    test = Interactions.from_ratings(split.test)
+    cold = np.intersect1d(np.unique(test.movie_ids), visual.ids)
+    users = test.user_ids[[np.isin(test.of(u), cold).any() for u in test.user_ids]]
+    ranked: dict[str, np.ndarray] = {}
+    uv = base.ranking_users.values[base.ranking_users.rows_of(users)]
+    # the rating model's movie tower gives a held-out movie vectors from its genres and title
+    # (PureSVD has none for it): recommend's order for it today
+    ranked["posterec recommend today (puresvd+rating; text tower only)"] = uv @ base.ranking_movies.subset(cold).values.T
+    # today's ridge map (what build-index fits for poster-only movies), fit on the warm movies
+    warm = np.unique(split.train["movie_id"].to_numpy(np.int64))
+    targets = base.ranking_movies.subset(warm)
+    ids = movies["movie_id"].to_numpy()
+    genres = {int(m): tuple(g) for m, g in zip(ids, movies["genres"])}
+    years = {int(m): (None if y != y else float(y)) for m, y in zip(ids, movies["year"].astype("float64"))}
+    cinfo = {}
+    for key, feats in (("ridge map: poster + genres + year (build-index today)",
+                        pipeline._cold_start_features(visual, movies)[0]),
+                       ("ridge map: genres + year", movie_features(ids, None, genres, years))):
+        alpha, _ = select_alpha(feats, targets, base.ranking_users)
+        est = ColdStartMap(alpha).fit(feats, targets).predict(feats.subset(cold))
+        ranked[key] = uv @ est.values.T
+        cinfo[key] = {"alpha": alpha}
+    pipeline.build_index(home, ranking_model="vbpr")
+    rec = Recommender.load(home)
+    users_v, movies_v = rec.ranking_model.ranking_users, rec.ranking_model.ranking_movies
+    ranked[f"{rec.ranking_model.name}: poster + genres + year (build-index)"] = \
+        users_v.values[users_v.rows_of(users)] @ movies_v.subset(cold).values.T
+    train = Interactions.from_ratings(split.train)
+    model = fit_vbpr(train, movie_features(np.union1d(ids, train.movie_ids), None, genres, years),
+                     user_ids=users)
+    ranked["vbpr: genres + year, no posters"] = model.scores(users)[:, np.searchsorted(model.movie_ids, cold)]
+    ranked["random"] = np.random.default_rng(SEED).random((len(users), len(cold)))
+    out = {"cold_movies": len(cold), "users": len(users), "ridge": cinfo}
+    for key, s in ranked.items():
+        order = np.argsort(-s, axis=1, kind="stable")
+        hr, ndcg = [], []
+        for k, u in enumerate(users):
+            rel = np.isin(cold[order[k]], test.of(u))
+            pos = np.flatnonzero(rel[:N])
+            hr.append(float(len(pos) > 0))
+            ndcg.append(float(np.sum(1 / np.log2(pos + 2)) / np.sum(1 / np.log2(np.arange(min(rel.sum(), N)) + 2))))
+        out[key] = {"hr@10": float(np.mean(hr)), "ndcg@10": float(np.mean(ndcg))}
+        print(f"  cold {key:52} HR@10 {out[key]['hr@10']:.4f}  NDCG@10 {out[key]['ndcg@10']:.4f}", flush=True)
+    # through recommend itself: a held-out movie the user rated among their top 10 of the whole catalogue
+    hits = rec.recommend_many(users, N)
+    out["recommend top 10 of the catalogue holds a held-out movie the user rated"] = float(np.mean(
+        [np.isin(h.movie_ids, test.of(u)).any() for u, h in zip(users, hits)]))
+    return out
+
+
+# -- output ---------------------------------------------------------------------------------------
+def table(name: str, res: dict) -> str:
+    f = lambda v: "–" if v is None else f"{v:.4f}"
+    lines = [f"**{name}** ({res['split']['train']} training / {res['split']['test']} held-out ratings)", "",
+             "| model | HR@10 | NDCG@10 | Recall@20 | coverage@10 | head HR@10 | head NDCG@10 | tail HR@10 | "
+             "tail NDCG@10 |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, r in res["models"].items():
+        lines.append(f"| {key} | {f(r['all']['hr@10'])} | {f(r['all']['ndcg@10'])} | {f(r['all']['recall@20'])} | "
+                     f"{f(r['coverage@10'])} | {f(r['head']['hr@10'])} | {f(r['head']['ndcg@10'])} | "
+                     f"{f(r['tail']['hr@10'])} | {f(r['tail']['ndcg@10'])} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "posterec-ranking-quality")
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared",
+                        help="the shared data folder (default: ../shared beside the repository)")
+    parser.add_argument("--weights-file", type=Path, default=None, help=f"MobileNetV2 .h5 (default: SHARED/{WEIGHTS_H5})")
+    parser.add_argument("--splits", default="leave-last-out,random-80-20")
+    parser.add_argument("--skip-cold-start", action="store_true")
+    args = parser.parse_args()
+    weights_file = args.weights_file or args.shared / WEIGHTS_H5
+    needed = [args.shared / "data" / DATASET, args.shared / "data" / "posters" / DATASET, weights_file]
+    absent = [str(p) for p in needed if not p.exists()]
+    if absent:
+        print(f"skipped: ranking quality needs the real ml-100k data, posters and weights; missing: {', '.join(absent)}")
+        return 0
+    import implicit
+    from common import machine, record
+
+    info = {**machine(), "implicit": implicit.__version__}
+    print(info, flush=True)
+    t_start = time.perf_counter()
+    embed_args = ["--weights", str(weights_file)]
+    cache = args.work / "cache"
+    from catalog import load_dataset
+
+    base = args.work / "base"
+    prepare(base, args.shared, cache, embed_args)
+    dataset = load_dataset(base, DATASET)
+    out = {}
+    for name in [s for s in args.splits.split(",") if s]:
+        print(f"\n== {name}", flush=True)
+        out[name] = warm_split(name, args.work / name, args.shared, cache, embed_args, dataset)
+        record("ranking_quality_partial", {"split": name, "result": out[name]})
+    cold = None
+    if not args.skip_cold_start:
+        print("\n== cold-start-10", flush=True)
+        cold = cold_split(args.work / "cold-start-10", args.shared, cache, embed_args, dataset)
+    print()
+    for name, res in out.items():
+        print(table(name, res) + "\n")
+        print(f"fit seconds: posterec train {res['train_seconds']}, build-index {res['build_index_seconds']} "
+              f"(vbpr {res['vbpr_fit_seconds']}), implicit ALS {res['als_fit_seconds']}\n")
+    if cold:
+        print(f"| cold start ({cold['cold_movies']} held-out movies with a poster, {cold['users']} users) | HR@10 | "
+              f"NDCG@10 |\n|---|---|---|")
+        for key, v in cold.items():
+            if isinstance(v, dict) and "hr@10" in v:
+                print(f"| {key} | {v['hr@10']:.4f} | {v['ndcg@10']:.4f} |")
+    elapsed = time.perf_counter() - t_start
+    print(f"\ntotal {elapsed:.0f} s; {info}")
+    path = record("ranking_quality", {"dataset": DATASET, "splits": out, "cold_start": cold, "implicit":
+                                      info["implicit"], "seconds": round(elapsed, 1)})
+    print(f"appended to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

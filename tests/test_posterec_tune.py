@@ -1,0 +1,53 @@
+"""`posterec tune` on the planted fixture: a seeded Optuna study under the home, a table of
+trials, the best config written where `train --config` reads it, and a resumed study."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from catalog import ModelStore
+from posterec.cli import main
+
+pytest.importorskip("keras")
+pytest.importorskip("optuna")
+
+
+@pytest.fixture
+def tiny_best(monkeypatch):
+    import dataclasses
+
+    import text_model.config as config
+    from text_model_helpers import TINY
+
+    monkeypatch.setitem(config.CONFIGS, "best", dataclasses.replace(TINY, name="best"))
+
+
+@pytest.mark.slow
+def test_tune_writes_the_config_train_reads_and_resumes(planted_home, tiny_best, capsys):
+    home = str(planted_home)
+    assert main(["--home", home, "tune", "--trials", "3", "--epochs", "1", "--progress", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "0 trials done, 3 to run" in out and "rmse" in out and "hr@10" in out
+    best = planted_home / "tune" / "best_config.json"
+    chosen = json.loads(best.read_text())
+    assert {"learning_rate", "vbpr_factors", "vbpr_item_dropout"} <= set(chosen)
+    assert (planted_home / "tune" / "studies.db").is_file()
+
+    assert main(["--home", home, "train", "--config", str(best), "--epochs", "1", "--progress", "0"]) == 0
+    saved = ModelStore(planted_home).open_current().stage("train")["config"]
+    assert saved["name"] == "tuned"
+    for key, value in chosen.items():
+        assert saved[key] == pytest.approx(value) if isinstance(value, float) else saved[key] == value
+    assert saved["batch_size"] == 64  # the rest comes from the base config
+
+    assert main(["--home", home, "tune", "--trials", "4", "--epochs", "1", "--progress", "0"]) == 0
+    assert "3 trials done, 1 to run" in capsys.readouterr().out
+
+
+def test_a_bad_config_file_is_one_clear_error(planted_home, tmp_path, capsys):
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"nope": 1}))
+    assert main(["--home", str(planted_home), "train", "--config", str(bad), "--progress", "0"]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "nope" in err
