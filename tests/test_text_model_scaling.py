@@ -41,6 +41,69 @@ def test_a_steps_gathered_rows_do_not_depend_on_users_outside_the_batch():
     np.testing.assert_allclose(outputs[50_000, "batch"], outputs[50_000, "full"], atol=1e-5)
 
 
+def test_a_sampled_step_gathers_at_most_samples_per_distinct_row_whatever_the_users_outside():
+    import tensorflow as tf
+
+    from text_model.layers import ImplicitPool
+
+    batch = tf.constant(np.concatenate([BATCH_USERS, BATCH_USERS[:100]]))
+    counts = {}
+    for n_users in (1_000, 50_000):
+        rows, cols = _history(n_users)
+        pool = ImplicitPool(n_users, 500, len(rows), 4, pooling="sampled", samples=8, seed=0)
+        pool.set_neighbours(rows, cols)
+        _, _, positions, owner, _ = pool.gathered(batch, sample=True)
+        counts[n_users] = int(tf.size(positions))
+        # every sampled position lies within its own row's history
+        starts = np.asarray(pool.indptr)[BATCH_USERS]
+        p, o = positions.numpy(), owner.numpy()
+        assert np.all((p >= starts[o]) & (p < starts[o] + 20))
+    assert counts[1_000] == counts[50_000] == len(BATCH_USERS) * 8
+
+
+def test_sampled_pooling_is_unbiased_and_inference_is_exact():
+    import tensorflow as tf
+
+    from text_model.layers import ImplicitPool
+
+    rows, cols = _history(1_000)
+    pool = ImplicitPool(1_000, 500, len(rows), 4, pooling="sampled", samples=5, seed=0)
+    pool.set_neighbours(rows, cols)
+    exact = ImplicitPool(1_000, 500, len(rows), 4, pooling="full")
+    exact.set_neighbours(rows, cols)
+    exact.embeddings.assign(np.asarray(pool.embeddings))
+    batch = tf.constant(BATCH_USERS[:10])
+    want = exact(batch).numpy()
+    np.testing.assert_allclose(pool(batch, training=False).numpy(), want, atol=1e-6)
+    draws = np.stack([pool(batch, training=True).numpy() for _ in range(1000)])
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - want) < 5 * standard_error + 1e-6)
+    assert np.abs(pool(batch, training=True).numpy() - want).max() > 1e-4  # it does sample
+
+
+def test_sparse_adam_moves_only_the_rows_a_step_touches():
+    import keras
+    import tensorflow as tf
+
+    from text_model.layers import SparseAdam
+
+    start = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    sparse_var, dense_var = keras.Variable(start.copy()), keras.Variable(start.copy())
+    sparse, dense = SparseAdam(0.1), keras.optimizers.Adam(0.1)
+    sparse.build([sparse_var])
+    dense.build([dense_var])
+    grad = tf.IndexedSlices(tf.ones((3, 3)), tf.constant([1, 3, 1]), tf.constant([6, 3]))
+    sparse.apply([grad], [sparse_var])
+    dense.apply([tf.convert_to_tensor(grad)], [dense_var])
+    np.testing.assert_allclose(np.asarray(sparse_var), np.asarray(dense_var), atol=1e-6)  # step 1: the same
+    moved = np.flatnonzero(np.abs(np.asarray(sparse_var) - start).sum(axis=1) > 0)
+    assert moved.tolist() == [1, 3]
+    after_one = np.asarray(sparse_var).copy()
+    sparse.apply([tf.IndexedSlices(tf.ones((1, 3)), tf.constant([2]), tf.constant([6, 3]))], [sparse_var])
+    changed = np.flatnonzero(np.abs(np.asarray(sparse_var) - after_one).sum(axis=1) > 0)
+    assert changed.tolist() == [2]  # rows 1 and 3 keep still: no momentum step outside the batch
+
+
 def test_the_batch_pooling_gradient_touches_only_the_batchs_neighbours():
     import tensorflow as tf
 

@@ -50,7 +50,10 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     if config.lr_decay < 1.0:
         lr = keras.optimizers.schedules.ExponentialDecay(lr, decay_steps=steps, decay_rate=config.lr_decay,
                                                          staircase=True)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse",
+    from .layers import SparseAdam
+
+    adam = SparseAdam if config.embedding_updates == "sparse" else keras.optimizers.Adam
+    model.compile(optimizer=adam(lr), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], run_eagerly=run_eagerly)
     # Adam's slots now, not inside the first traced step: creating variables there makes
     # tf.function trace the whole training step twice (seconds)
