@@ -10,6 +10,7 @@ in issue 16). Each case runs in a fresh subprocess: load the dataset, a random 9
 fit the ``best`` config for ``--epochs`` epochs, rating metrics on the 10%, write a model
 version (`text_model.artifacts.save_trained`) and answer one ``recommend`` from it. Reported:
 seconds per epoch (the last epoch: the first one also traces the graph), µs per rating-epoch,
+the median training step of that epoch (robust to the shared machine's bursts),
 peak RSS of the worker, RMSE. ``--baseline-sizes`` also runs the old training step
 (``full/dense``: every history pooled on every step, L2 and Adam over whole tables) at those
 sizes; ``--ml100k`` fits both on the real ml-100k (random-80-20, seed 0, all epochs) and
@@ -107,10 +108,12 @@ def worker(home: str, dataset_name: str, split_name: str, pooling: str, epochs: 
     epoch_seconds = tm.history["epoch_seconds"]
     n_fit = int(round(len(split.train) * (1 - config.validation_fraction)))
     last = epoch_seconds[-1]
+    step = float(np.median(tm.history["step_seconds_median"][-1:]))  # the last epoch's median step
     return {
         "pooling": pooling, "n_train": len(split.train), "n_fit": n_fit, "epochs_run": len(epoch_seconds),
         "epoch_seconds": epoch_seconds, "last_epoch_seconds": last,
-        "us_per_rating_epoch": 1e6 * last / n_fit, "fit_seconds": round(t2 - t1, 2),
+        "us_per_rating_epoch": 1e6 * last / n_fit, "median_step_ms": 1e3 * step,
+        "us_per_rating_step": 1e6 * step / config.batch_size, "fit_seconds": round(t2 - t1, 2),
         "load_seconds": round(t1 - t0, 2), "after_fit_seconds": round(t3 - t2, 2), "rmse": metrics["rmse"],
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "version": version.name, "recommend_n": len(hits), "ranking": tm.ranking_model().name,
@@ -204,13 +207,15 @@ def main(argv=None) -> int:
     for name in (args.variant, args.baseline):
         ok = [r for r in rows if r.get("pooling") == name and "us_per_rating_epoch" in r]
         if len(ok) >= 2:
-            print(f"µs per rating-epoch, {ok[-1]['size_m']}M / {ok[0]['size_m']}M ({name}): "
-                  f"{ok[-1]['us_per_rating_epoch'] / ok[0]['us_per_rating_epoch']:.2f}x")
+            print(f"{ok[-1]['size_m']}M / {ok[0]['size_m']}M ({name}): µs per rating-epoch "
+                  f"{ok[-1]['us_per_rating_epoch'] / ok[0]['us_per_rating_epoch']:.2f}x, median step "
+                  f"{ok[-1]['median_step_ms'] / ok[0]['median_step_ms']:.2f}x")
     for size in sizes:
         pair = {r.get("pooling"): r for r in rows if r.get("size_m") == size and "us_per_rating_epoch" in r}
         if len(pair) == 2:
-            print(f"{size}M: {args.baseline} / {args.variant} µs per rating-epoch "
-                  f"{pair[args.baseline]['us_per_rating_epoch'] / pair[args.variant]['us_per_rating_epoch']:.2f}x")
+            print(f"{size}M: {args.baseline} / {args.variant}: µs per rating-epoch "
+                  f"{pair[args.baseline]['us_per_rating_epoch'] / pair[args.variant]['us_per_rating_epoch']:.2f}x, "
+                  f"median step {pair[args.baseline]['median_step_ms'] / pair[args.variant]['median_step_ms']:.2f}x")
     path = record("train_scaling", {"epochs": args.epochs, "versions": versions(), "rows": rows, "ml100k": ml100k})
     print(f"appended to {path}")
     return 0
@@ -222,7 +227,8 @@ def _print_row(r: dict) -> None:
         return
     label = f"{r['size_m']}M" if "size_m" in r else r["dataset"]
     print(f"{label:>8s} {r['pooling']:10s} train {r['n_fit']:>9,d}  epoch {r['last_epoch_seconds']:7.1f} s  "
-          f"{r['us_per_rating_epoch']:6.1f} µs/rating-epoch  fit {r['fit_seconds']:7.1f} s  after fit "
+          f"{r['us_per_rating_epoch']:6.1f} µs/rating-epoch  median step {r['median_step_ms']:6.1f} ms "
+          f"({r['us_per_rating_step']:5.1f} µs/rating)  fit {r['fit_seconds']:7.1f} s  after fit "
           f"{r['after_fit_seconds']:6.1f} s  peak RSS {r['peak_rss_gb']:.2f} GB  RMSE {r['rmse']:.4f}  "
           f"recommend {r['recommend_n']}", flush=True)
 

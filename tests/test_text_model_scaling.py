@@ -115,8 +115,9 @@ def test_the_batch_pooling_gradient_touches_only_the_batchs_neighbours():
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(pool(tf.constant(BATCH_USERS)))
     grad = tape.gradient(loss, pool.embeddings)
-    assert isinstance(grad, tf.IndexedSlices)  # sparse: one row per gathered neighbour, not per movie x user
-    assert grad.indices.shape[0] == len(BATCH_USERS) * 20
+    assert isinstance(grad, tf.IndexedSlices)  # sparse: one row per distinct neighbour of the batch
+    distinct = np.unique(cols.reshape(-1, 20)[BATCH_USERS])
+    assert sorted(grad.indices.numpy().tolist()) == distinct.tolist()
 
 
 def test_a_run_that_cannot_fit_is_refused_with_one_line(planted_home):
@@ -137,7 +138,8 @@ def test_the_estimate_names_the_setting_to_change(monkeypatch):
         memory.check(1_000_000, 2_000_000, 50_000, big, budget=16 * memory.GB)
     with pytest.raises(memory.MemoryBudgetError, match="fewer ratings"):
         memory.check(200_000_000, 100_000, 50_000, TINY, budget=16 * memory.GB)
-    assert sum(memory.check(3_253_142, 40_000, 20_000, TINY, budget=4 * memory.GB).values()) < 4 * memory.GB
+    # measured (benchmarks/train_scaling.py): 4.31 GB peak at 3.25M ratings; the estimate errs high
+    assert 4.3 * memory.GB < sum(memory.estimate(3_253_142, 40_000, 20_000, TINY).values()) < 6 * memory.GB
     monkeypatch.setenv(memory.ENV, "0.1")
     with pytest.raises(memory.MemoryBudgetError):
         memory.check(1_000, 10, 10, TINY)

@@ -30,8 +30,9 @@ class TextModelConfig:
     implicit_dim: int = 16
     # how a training step pools the histories (inference always pools them exactly): "sampled"
     # (at most implicit_samples neighbours per row of the batch, unbiased), "batch" (the batch
-    # rows' whole histories) or "full" (every history on every step: the old way); see ImplicitPool
-    implicit_pooling: str = "sampled"
+    # rows' whole histories), "full" (every history on every step: the old way, cheap on small
+    # data) or "auto" ("full" up to 2 x batch_size x implicit_samples ratings, else "sampled")
+    implicit_pooling: str = "auto"
     implicit_samples: int = 128
     # "dense": L2 on whole id-embedding tables and Adam moving every row every step (a step costs
     # the tables); "sparse": L2 on the rows a step looks up and Adam moving only those (lazy Adam)
@@ -60,9 +61,9 @@ class TextModelConfig:
     rating_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 
     def __post_init__(self) -> None:
-        if self.implicit_pooling not in ("sampled", "batch", "full"):
-            raise ValueError(f"config {self.name!r}: implicit_pooling must be 'sampled', 'batch' or 'full', "
-                             f"got {self.implicit_pooling!r}")
+        if self.implicit_pooling not in ("auto", "sampled", "batch", "full"):
+            raise ValueError(f"config {self.name!r}: implicit_pooling must be 'auto', 'sampled', 'batch' or "
+                             f"'full', got {self.implicit_pooling!r}")
         if self.embedding_updates not in ("dense", "sparse"):
             raise ValueError(f"config {self.name!r}: embedding_updates must be 'dense' or 'sparse', "
                              f"got {self.embedding_updates!r}")

@@ -195,8 +195,8 @@ class ImplicitPool(layers.Layer):
         self.cols = self.add_weight(shape=(self.nnz,), dtype="int32", initializer="zeros", trainable=False, name="cols")
         self.embeddings = self.add_weight(shape=(self.n_cols, self.dim), name="embeddings",
                                           initializer=keras.initializers.RandomNormal(stddev=0.05),
-                                          regularizer=keras.regularizers.L2(self.l2) if self.l2 and not sparse
-                                          else None)
+                                          regularizer=keras.regularizers.L2(self.l2)
+                                          if self.l2 and (not sparse or pooling == "full") else None)
 
     def set_neighbours(self, rows: np.ndarray, cols: np.ndarray) -> None:
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
@@ -233,11 +233,13 @@ class ImplicitPool(layers.Layer):
         if self.pooling == "full":
             return self._full(index)
         rows, where, positions, owner, scale = self.gathered(index, sample=bool(training) and self.pooling == "sampled")
-        neighbours = tf.gather(self.cols, positions)
+        # each distinct neighbour's row is read once: the gradient is an IndexedSlices over those
+        # rows only (at most the table's), whatever the number of gathered positions
+        neighbours, which = tf.unique(tf.gather(self.cols, positions))
+        rows_used = tf.gather(self.embeddings, neighbours)
         if self.sparse and self.l2 and training:  # L2 on the rows this step touches, once each
-            self.add_loss(self.l2 * tf.reduce_sum(tf.square(tf.gather(self.embeddings, tf.unique(neighbours)[0]))))
-        # the gradient is an IndexedSlices over the gathered rows only
-        summed = tf.math.segment_sum(tf.gather(self.embeddings, neighbours), owner)
+            self.add_loss(self.l2 * tf.reduce_sum(tf.square(rows_used)))
+        summed = tf.math.segment_sum(tf.gather(rows_used, which), owner)
         summed = tf.pad(summed, [[0, tf.size(rows) - tf.shape(summed)[0]], [0, 0]])  # trailing empty rows
         return tf.reshape(tf.gather(summed * scale[:, None], where), tf.concat([tf.shape(index), [self.dim]], 0))
 

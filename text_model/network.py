@@ -35,10 +35,11 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
     implicit = []
     if c.implicit_dim and interactions is not None:
         u_rows, m_rows = interactions
+        pooling = implicit_pooling(c, len(u_rows))
         implicit = [ImplicitPool(sizes["users"], sizes["movies"], len(u_rows), c.implicit_dim, c.l2,
-                                 c.implicit_pooling, c.implicit_samples, sparse=sparse, name="user_implicit"),
+                                 pooling, c.implicit_samples, sparse=sparse, name="user_implicit"),
                     ImplicitPool(sizes["movies"], sizes["users"], len(u_rows), c.implicit_dim, c.l2,
-                                 c.implicit_pooling, c.implicit_samples, sparse=sparse, name="movie_implicit")]
+                                 pooling, c.implicit_samples, sparse=sparse, name="movie_implicit")]
         implicit[0].set_neighbours(u_rows, m_rows)
         implicit[1].set_neighbours(m_rows, u_rows)
     user_in = keras.Input(shape=(), dtype="int32", name="user")
@@ -91,6 +92,15 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
     if movie_table is not None:
         movie_lookup.set_table(movie_table)
     return model
+
+
+def implicit_pooling(config: TextModelConfig, nnz: int) -> str:
+    """The training pooling ``"auto"`` resolves to: every history on every step while that is cheap
+    (at most 2 x batch x samples training ratings: a step of sampled pooling could gather about
+    as many), else sampled pooling, whose step cost does not grow with the data."""
+    if config.implicit_pooling != "auto":
+        return config.implicit_pooling
+    return "full" if nnz <= 2 * config.batch_size * config.implicit_samples else "sampled"
 
 
 def _column(x, k, name):
