@@ -18,8 +18,9 @@ from .scoring import CHUNK_CELLS
 GB = 1 << 30
 RUNTIME = 0.8 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
 # bytes per training rating (frames, splits, tf.data, CSR histories, pairs, the saved model):
-# benchmarks/train_scaling.py measured peak RSS 0.79 / 1.48 / 4.31 GB at 0.1M / 1M / 3.25M ratings
-PER_RATING = 1200
+# benchmarks/train_scaling.py measured peak RSS 0.79 / 1.48 / 2.18 GB at 0.1M / 1M / 3.25M ratings
+# (~440 bytes per rating); rounded up so that the estimate errs high
+PER_RATING = 600
 ENV = "POSTEREC_MEMORY_GB"  # overrides the available memory (GB) the check compares with
 
 
