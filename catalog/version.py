@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import secrets
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -177,7 +178,7 @@ class ModelVersion:
             with np.load(path, allow_pickle=False) as data:
                 names = tuple(data.files) if names is None else names
                 return {k: data[k] for k in names}
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ArtifactError(f"{path}: not a valid {artifact(key).what} file ({' '.join(str(exc).split())}); "
                                 f"{remake_hint(artifact(key), self.home)}") from None
 

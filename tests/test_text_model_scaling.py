@@ -41,6 +41,69 @@ def test_a_steps_gathered_rows_do_not_depend_on_users_outside_the_batch():
     np.testing.assert_allclose(outputs[50_000, "batch"], outputs[50_000, "full"], atol=1e-5)
 
 
+def test_a_sampled_step_gathers_at_most_samples_per_distinct_row_whatever_the_users_outside():
+    import tensorflow as tf
+
+    from text_model.layers import ImplicitPool
+
+    batch = tf.constant(np.concatenate([BATCH_USERS, BATCH_USERS[:100]]))
+    counts = {}
+    for n_users in (1_000, 50_000):
+        rows, cols = _history(n_users)
+        pool = ImplicitPool(n_users, 500, len(rows), 4, pooling="sampled", samples=8, seed=0)
+        pool.set_neighbours(rows, cols)
+        _, _, positions, owner, _ = pool.gathered(batch, sample=True)
+        counts[n_users] = int(tf.size(positions))
+        # every sampled position lies within its own row's history
+        starts = np.asarray(pool.indptr)[BATCH_USERS]
+        p, o = positions.numpy(), owner.numpy()
+        assert np.all((p >= starts[o]) & (p < starts[o] + 20))
+    assert counts[1_000] == counts[50_000] == len(BATCH_USERS) * 8
+
+
+def test_sampled_pooling_is_unbiased_and_inference_is_exact():
+    import tensorflow as tf
+
+    from text_model.layers import ImplicitPool
+
+    rows, cols = _history(1_000)
+    pool = ImplicitPool(1_000, 500, len(rows), 4, pooling="sampled", samples=5, seed=0)
+    pool.set_neighbours(rows, cols)
+    exact = ImplicitPool(1_000, 500, len(rows), 4, pooling="full")
+    exact.set_neighbours(rows, cols)
+    exact.embeddings.assign(np.asarray(pool.embeddings))
+    batch = tf.constant(BATCH_USERS[:10])
+    want = exact(batch).numpy()
+    np.testing.assert_allclose(pool(batch, training=False).numpy(), want, atol=1e-6)
+    draws = np.stack([pool(batch, training=True).numpy() for _ in range(1000)])
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - want) < 5 * standard_error + 1e-6)
+    assert np.abs(pool(batch, training=True).numpy() - want).max() > 1e-4  # it does sample
+
+
+def test_sparse_adam_moves_only_the_rows_a_step_touches():
+    import keras
+    import tensorflow as tf
+
+    from text_model.layers import SparseAdam
+
+    start = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    sparse_var, dense_var = keras.Variable(start.copy()), keras.Variable(start.copy())
+    sparse, dense = SparseAdam(0.1), keras.optimizers.Adam(0.1)
+    sparse.build([sparse_var])
+    dense.build([dense_var])
+    grad = tf.IndexedSlices(tf.ones((3, 3)), tf.constant([1, 3, 1]), tf.constant([6, 3]))
+    sparse.apply([grad], [sparse_var])
+    dense.apply([tf.convert_to_tensor(grad)], [dense_var])
+    np.testing.assert_allclose(np.asarray(sparse_var), np.asarray(dense_var), atol=1e-6)  # step 1: the same
+    moved = np.flatnonzero(np.abs(np.asarray(sparse_var) - start).sum(axis=1) > 0)
+    assert moved.tolist() == [1, 3]
+    after_one = np.asarray(sparse_var).copy()
+    sparse.apply([tf.IndexedSlices(tf.ones((1, 3)), tf.constant([2]), tf.constant([6, 3]))], [sparse_var])
+    changed = np.flatnonzero(np.abs(np.asarray(sparse_var) - after_one).sum(axis=1) > 0)
+    assert changed.tolist() == [2]  # rows 1 and 3 keep still: no momentum step outside the batch
+
+
 def test_the_batch_pooling_gradient_touches_only_the_batchs_neighbours():
     import tensorflow as tf
 
@@ -52,8 +115,9 @@ def test_the_batch_pooling_gradient_touches_only_the_batchs_neighbours():
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(pool(tf.constant(BATCH_USERS)))
     grad = tape.gradient(loss, pool.embeddings)
-    assert isinstance(grad, tf.IndexedSlices)  # sparse: one row per gathered neighbour, not per movie x user
-    assert grad.indices.shape[0] == len(BATCH_USERS) * 20
+    assert isinstance(grad, tf.IndexedSlices)  # sparse: one row per distinct neighbour of the batch
+    distinct = np.unique(cols.reshape(-1, 20)[BATCH_USERS])
+    assert sorted(grad.indices.numpy().tolist()) == distinct.tolist()
 
 
 def test_a_run_that_cannot_fit_is_refused_with_one_line(planted_home):
@@ -74,7 +138,8 @@ def test_the_estimate_names_the_setting_to_change(monkeypatch):
         memory.check(1_000_000, 2_000_000, 50_000, big, budget=16 * memory.GB)
     with pytest.raises(memory.MemoryBudgetError, match="fewer ratings"):
         memory.check(200_000_000, 100_000, 50_000, TINY, budget=16 * memory.GB)
-    assert sum(memory.check(3_253_142, 40_000, 20_000, TINY, budget=4 * memory.GB).values()) < 4 * memory.GB
+    # measured (benchmarks/train_scaling.py): 2.18 GB peak at 3.25M ratings; the estimate errs high
+    assert 2.2 * memory.GB < sum(memory.estimate(3_253_142, 40_000, 20_000, TINY).values()) < 4 * memory.GB
     monkeypatch.setenv(memory.ENV, "0.1")
     with pytest.raises(memory.MemoryBudgetError):
         memory.check(1_000, 10, 10, TINY)

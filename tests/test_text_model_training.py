@@ -203,14 +203,23 @@ def test_a_use_model_holds_no_test_pairs(tmp_path, planted_home):
 
     dataset = load_dataset(planted_home, "ml-100k")
     split = Split("all", 0, dataset.ratings, dataset.ratings.iloc[:0])
-    config = TINY.with_overrides(epochs=1, ranking_factors=(8,), rating_weights=(0.1,))
-    tm = fit_text_model(dataset, split.train, config, seed=0, verbose=0, run_eagerly=True)
+    # and the large-data training step: sampled pooling with sparse (lazy) embedding updates
+    config = TINY.with_overrides(epochs=1, ranking_factors=(8,), rating_weights=(0.1,), implicit_pooling="sampled",
+                                 implicit_samples=8, embedding_updates="sparse")
+    tm = fit_text_model(dataset, split.train, config, seed=0, verbose=0)
+    assert tm.model.get_layer("user_implicit").pooling == "sampled"
     store = ModelStore(planted_home)
     with store.new_version() as w:
         save_trained(w, tm, dataset, split, {}, planted_home)
     version = store.open_current()
     assert version.manifest["purpose"] == "use" and not version.has("test_pairs")
     assert len(load_test_pairs(version)[0]) == 0
+    from text_model.model import TextModel
+
+    users, movies = dataset.ratings["user_id"].to_numpy()[:100], dataset.ratings["movie_id"].to_numpy()[:100]
+    again = TextModel.load(version)  # inference pools exactly: the same predictions every call
+    np.testing.assert_array_equal(again.predict(users, movies), tm.predict(users, movies))
+    np.testing.assert_allclose(RatingVectors.load(version).predict(users, movies), tm.predict(users, movies), atol=1e-4)
 
 
 def test_dataset_without_demographics_trains_with_the_fc_head(tmp_path, csv_dir):

@@ -29,9 +29,15 @@ class TextModelConfig:
     # SVD++-style implicit feedback: each user tower also pools embeddings of the movies the user
     # rated in training, each movie tower those of its raters (0: off)
     implicit_dim: int = 16
-    # "batch": pool only the batch's histories (a step costs the batch); "full": every history
-    # on every step (the old way, same numbers; kept as the benchmark baseline)
-    implicit_pooling: str = "batch"
+    # how a training step pools the histories (inference always pools them exactly): "sampled"
+    # (at most implicit_samples neighbours per row of the batch, unbiased), "batch" (the batch
+    # rows' whole histories), "full" (every history on every step: the old way, cheap on small
+    # data) or "auto" ("full" up to 2 x batch_size x implicit_samples ratings, else "sampled")
+    implicit_pooling: str = "auto"
+    implicit_samples: int = 128
+    # "dense": L2 on whole id-embedding tables and Adam moving every row every step (a step costs
+    # the tables); "sparse": L2 on the rows a step looks up and Adam moving only those (lazy Adam)
+    embedding_updates: str = "sparse"
     # both towers: hidden dense layers, then a tanh output of vector_dim
     hidden_units: tuple[int, ...] = ()
     vector_dim: int = 32
@@ -68,9 +74,14 @@ class TextModelConfig:
     vbpr_min_rating: float = 0.0     # positives: movies rated at least this (0: every rated movie)
 
     def __post_init__(self) -> None:
-        if self.implicit_pooling not in ("batch", "full"):
-            raise ValueError(f"config {self.name!r}: implicit_pooling must be 'batch' or 'full', "
-                             f"got {self.implicit_pooling!r}")
+        if self.implicit_pooling not in ("auto", "sampled", "batch", "full"):
+            raise ValueError(f"config {self.name!r}: implicit_pooling must be 'auto', 'sampled', 'batch' or "
+                             f"'full', got {self.implicit_pooling!r}")
+        if self.embedding_updates not in ("dense", "sparse"):
+            raise ValueError(f"config {self.name!r}: embedding_updates must be 'dense' or 'sparse', "
+                             f"got {self.embedding_updates!r}")
+        if int(self.implicit_samples) < 1:
+            raise ValueError(f"config {self.name!r}: implicit_samples must be >= 1, got {self.implicit_samples}")
         if self.head not in HEADS:
             raise ValueError(f"config {self.name!r}: head must be one of {HEADS}, got {self.head!r}")
         for key in ("user_embedding_dim", "movie_embedding_dim", "genre_embedding_dim",
@@ -121,7 +132,7 @@ CONFIGS: dict[str, TextModelConfig] = {
         movie_embedding_dim=32, genre_embedding_dim=32, word_embedding_dim=32,
         cnn_windows=(2, 3, 4, 5), cnn_filters=8, dropout=0.5, min_word_count=1,
         hidden_units=(200,), vector_dim=200, head="dot", use_biases=False, l2=0.0, bias_l2=0.0,
-        implicit_dim=0, learning_rate=1e-3, lr_decay=1.0, batch_size=256, epochs=5, validation_fraction=0.0,
+        implicit_dim=0, embedding_updates="dense", learning_rate=1e-3, lr_decay=1.0, batch_size=256, epochs=5, validation_fraction=0.0,
         early_stopping_patience=0, clip_predictions=False, ranking_factors=(), rating_weights=(1.0,),
     ),
 }

@@ -90,22 +90,28 @@ class TextCNN(layers.Layer):
                 "l2": self.l2}
 
 
+def embedding(rows: int, dim: int, l2: float, sparse: bool, **kwargs):
+    """An id embedding: L2 on the whole table (dense updates), or on the looked-up rows (sparse)."""
+    if sparse:
+        return RowEmbedding(rows, dim, l2, **kwargs)
+    return layers.Embedding(rows, dim, embeddings_regularizer=keras.regularizers.L2(l2) if l2 else None, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class BiasedDot(layers.Layer):
     """``global_mean + b_user + b_movie + <u, v>``; without biases just ``<u, v>``."""
 
     def __init__(self, n_users: int, n_movies: int, use_biases: bool = True, bias_l2: float = 0.0,
-                 global_mean: float = 0.0, **kwargs):
+                 global_mean: float = 0.0, sparse: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.n_users, self.n_movies = int(n_users), int(n_movies)
         self.use_biases, self.bias_l2 = bool(use_biases), float(bias_l2)
-        self.initial_mean = float(global_mean)
+        self.initial_mean, self.sparse = float(global_mean), bool(sparse)
         if self.use_biases:
-            reg = keras.regularizers.L2(self.bias_l2) if self.bias_l2 else None
-            self.user_bias = layers.Embedding(self.n_users, 1, embeddings_initializer="zeros",
-                                              embeddings_regularizer=reg, name="user_bias")
-            self.movie_bias = layers.Embedding(self.n_movies, 1, embeddings_initializer="zeros",
-                                               embeddings_regularizer=reg, name="movie_bias")
+            self.user_bias = embedding(self.n_users, 1, self.bias_l2, self.sparse, name="user_bias",
+                                       embeddings_initializer="zeros")
+            self.movie_bias = embedding(self.n_movies, 1, self.bias_l2, self.sparse, name="movie_bias",
+                                        embeddings_initializer="zeros")
         self.global_mean = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.initial_mean),
                                            trainable=False, name="global_mean")
 
@@ -115,12 +121,14 @@ class BiasedDot(layers.Layer):
             self.movie_bias.build(input_shapes[3])
         self.built = True
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         user_vec, movie_vec, user_row, movie_row = inputs
         score = ops.sum(user_vec * movie_vec, axis=-1)
         if self.use_biases:
             score = score + self.global_mean
-            score = score + ops.reshape(self.user_bias(user_row), (-1,)) + ops.reshape(self.movie_bias(movie_row), (-1,))
+            kw = {"training": training} if self.sparse else {}
+            score = (score + ops.reshape(self.user_bias(user_row, **kw), (-1,))
+                     + ops.reshape(self.movie_bias(movie_row, **kw), (-1,)))
         return score
 
     def compute_output_shape(self, input_shapes):
@@ -128,7 +136,8 @@ class BiasedDot(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_users": self.n_users, "n_movies": self.n_movies,
-                "use_biases": self.use_biases, "bias_l2": self.bias_l2, "global_mean": self.initial_mean}
+                "use_biases": self.use_biases, "bias_l2": self.bias_l2, "global_mean": self.initial_mean,
+                "sparse": self.sparse}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -150,7 +159,7 @@ class ColumnSlice(layers.Layer):
         return {**super().get_config(), "start": self.start, "stop": self.stop, "squeeze": self.squeeze}
 
 
-POOLINGS = ("batch", "full")
+POOLINGS = ("sampled", "batch", "full")
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -160,26 +169,34 @@ class ImplicitPool(layers.Layer):
     For a user the neighbours are the movies they rated in training (for a movie, the users who
     rated it). The neighbourhood is a constant CSR (``indptr``, ``cols``), saved with the model.
 
-    ``pooling="batch"`` (the default) pools only the distinct rows of the batch: their neighbours
-    are gathered from the CSR, so a step costs the batch's histories, whatever the number of
-    rows outside it. ``pooling="full"`` pools every row with one sparse x dense product and then
-    picks the batch's rows: the same numbers, at a cost of every history on every step (kept
-    as the baseline that ``benchmarks/train_scaling.py`` compares against).
+    Inference (``training`` false) always pools exactly. In training, the pooling is one of:
+
+    - ``"sampled"``: each distinct row of the batch pools all its neighbours when it has at most
+      ``samples`` of them, else ``samples`` drawn uniformly with replacement, rescaled so that
+      the pooled vector and its gradient are unbiased (``sqrt(count) * mean of the sample``). A
+      step then costs at most ``distinct rows x samples``, whatever the size of the data;
+    - ``"batch"``: each distinct row of the batch pools all its neighbours, gathered from the
+      CSR: a step costs the batch's histories, however many rows lie outside the batch (but
+      under power-law popularity, the popular movies' histories grow with the data);
+    - ``"full"``: every row with one sparse x dense product, then the batch's rows are picked:
+      every history on every step (the old way; kept as a baseline for the benchmarks).
     """
 
     def __init__(self, n_rows: int, n_cols: int, nnz: int, dim: int, l2: float = 0.0, pooling: str = "batch",
-                 **kwargs):
+                 samples: int = 128, seed: int | None = None, sparse: bool = False, **kwargs):
         super().__init__(**kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"implicit pooling must be one of {POOLINGS}, got {pooling!r}")
         self.n_rows, self.n_cols, self.nnz, self.dim, self.l2 = int(n_rows), int(n_cols), int(nnz), int(dim), float(l2)
-        self.pooling = pooling
+        self.pooling, self.samples, self.seed, self.sparse = pooling, max(1, int(samples)), seed, bool(sparse)
+        self.seed_generator = keras.random.SeedGenerator(seed, name="implicit_seed")
         self.indptr = self.add_weight(shape=(self.n_rows + 1,), dtype="int32", initializer="zeros", trainable=False,
                                       name="indptr")
         self.cols = self.add_weight(shape=(self.nnz,), dtype="int32", initializer="zeros", trainable=False, name="cols")
         self.embeddings = self.add_weight(shape=(self.n_cols, self.dim), name="embeddings",
                                           initializer=keras.initializers.RandomNormal(stddev=0.05),
-                                          regularizer=keras.regularizers.L2(self.l2) if self.l2 else None)
+                                          regularizer=keras.regularizers.L2(self.l2)
+                                          if self.l2 and (not sparse or pooling == "full") else None)
 
     def set_neighbours(self, rows: np.ndarray, cols: np.ndarray) -> None:
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
@@ -188,27 +205,42 @@ class ImplicitPool(layers.Layer):
         self.indptr.assign(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
         self.cols.assign(cols[order].astype(np.int32))
 
-    def gathered(self, index):
-        """(distinct rows of ``index``, where each entry of ``index`` is among them, neighbour
-        positions into ``cols``, the distinct row each position belongs to, neighbour counts)."""
+    def gathered(self, index, sample: bool = False):
+        """What a step gathers for ``index``: (distinct rows, where each entry of ``index`` is
+        among them, neighbour positions into ``cols``, the distinct row each position belongs to,
+        the scale of each distinct row's sum). ``sample``: at most ``samples`` per row."""
         import tensorflow as tf  # ragged ranges: no keras.ops equivalent
 
         rows, where = tf.unique(tf.reshape(tf.cast(index, "int32"), [-1]))
         starts, ends = tf.gather(self.indptr, rows), tf.gather(self.indptr, rows + 1)
-        positions = tf.ragged.range(starts, ends)
-        return rows, where, positions.flat_values, tf.cast(positions.value_rowids(), "int32"), ends - starts
+        counts = ends - starts
+        taken = tf.minimum(counts, self.samples) if sample else counts
+        local = tf.ragged.range(taken)
+        owner = tf.cast(local.value_rowids(), "int32")
+        offset = local.flat_values
+        if sample:  # rows with more neighbours than samples: uniform draws with replacement
+            n = tf.gather(counts, owner)
+            draw = tf.cast(tf.floor(keras.random.uniform(tf.shape(offset), seed=self.seed_generator)
+                                    * tf.cast(n, "float32")), "int32")
+            offset = tf.where(n > self.samples, tf.minimum(draw, n - 1), offset)
+        positions = tf.gather(starts, owner) + offset
+        c, t = tf.maximum(tf.cast(counts, "float32"), 1.0), tf.maximum(tf.cast(taken, "float32"), 1.0)
+        return rows, where, positions, owner, tf.sqrt(c) / t  # sum / sqrt(count), estimated from the sample
 
-    def call(self, index):
+    def call(self, index, training=None):
         import tensorflow as tf
 
         if self.pooling == "full":
             return self._full(index)
-        rows, where, positions, owner, counts = self.gathered(index)
-        neighbours = tf.gather(self.cols, positions)
-        # the gradient is an IndexedSlices over the gathered rows only
-        summed = tf.math.segment_sum(tf.gather(self.embeddings, neighbours), owner)
+        rows, where, positions, owner, scale = self.gathered(index, sample=bool(training) and self.pooling == "sampled")
+        # each distinct neighbour's row is read once: the gradient is an IndexedSlices over those
+        # rows only (at most the table's), whatever the number of gathered positions
+        neighbours, which = tf.unique(tf.gather(self.cols, positions))
+        rows_used = tf.gather(self.embeddings, neighbours)
+        if self.sparse and self.l2 and training:  # L2 on the rows this step touches, once each
+            self.add_loss(self.l2 * tf.reduce_sum(tf.square(rows_used)))
+        summed = tf.math.segment_sum(tf.gather(rows_used, which), owner)
         summed = tf.pad(summed, [[0, tf.size(rows) - tf.shape(summed)[0]], [0, 0]])  # trailing empty rows
-        scale = tf.math.rsqrt(tf.maximum(tf.cast(counts, summed.dtype), 1.0))
         return tf.reshape(tf.gather(summed * scale[:, None], where), tf.concat([tf.shape(index), [self.dim]], 0))
 
     def _full(self, index):
@@ -227,4 +259,51 @@ class ImplicitPool(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_rows": self.n_rows, "n_cols": self.n_cols, "nnz": self.nnz,
-                "dim": self.dim, "l2": self.l2, "pooling": self.pooling}
+                "dim": self.dim, "l2": self.l2, "pooling": self.pooling, "samples": self.samples, "seed": self.seed, "sparse": self.sparse}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class RowEmbedding(layers.Embedding):
+    """An ``Embedding`` whose L2 penalty falls on the rows a training step looks up (once each),
+    not on the whole table: its gradient stays sparse, so `SparseAdam` touches only those rows."""
+
+    def __init__(self, input_dim: int, output_dim: int, row_l2: float = 0.0, **kwargs):
+        super().__init__(input_dim, output_dim, **kwargs)
+        self.row_l2 = float(row_l2)
+
+    def call(self, inputs, training=None):
+        if self.row_l2 and training:
+            import tensorflow as tf
+
+            rows = tf.unique(tf.reshape(tf.cast(inputs, "int32"), [-1]))[0]
+            self.add_loss(self.row_l2 * tf.reduce_sum(tf.square(tf.gather(self.embeddings, rows))))
+        return super().call(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "row_l2": self.row_l2}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SparseAdam(keras.optimizers.Adam):
+    """Adam that, for a sparse gradient (an embedding's looked-up rows), updates only those rows'
+    moments and values ("lazy" Adam): a step costs the batch, not the table."""
+
+    def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
+        if not isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        lr = ops.cast(learning_rate, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        b1, b2 = ops.cast(self.beta_1, dtype), ops.cast(self.beta_2, dtype)
+        alpha = lr * ops.sqrt(1 - ops.power(b2, step)) / (1 - ops.power(b1, step))
+        rows, where = tf.unique(gradient.indices)
+        g = tf.math.unsorted_segment_sum(tf.cast(gradient.values, dtype), where, tf.size(rows))
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        m_rows = b1 * tf.gather(m.value, rows) + (1 - b1) * g
+        v_rows = b2 * tf.gather(v.value, rows) + (1 - b2) * g * g
+        self.assign(m, tf.IndexedSlices(m_rows, rows))
+        self.assign(v, tf.IndexedSlices(v_rows, rows))
+        self.assign_sub(variable, tf.IndexedSlices(m_rows * alpha / (ops.sqrt(v_rows) + self.epsilon), rows))

@@ -16,8 +16,11 @@ from .config import TextModelConfig
 from .scoring import CHUNK_CELLS
 
 GB = 1 << 30
-RUNTIME = 1.0 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
-PER_RATING = 300           # bytes per training rating: frames, splits, tf.data, CSR histories, pairs
+RUNTIME = 0.8 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
+# bytes per training rating (frames, splits, tf.data, CSR histories, pairs, the saved model):
+# benchmarks/train_scaling.py measured peak RSS 0.79 / 1.48 / 2.18 GB at 0.1M / 1M / 3.25M ratings
+# (~440 bytes per rating); rounded up so that the estimate errs high
+PER_RATING = 600
 ENV = "POSTEREC_MEMORY_GB"  # overrides the available memory (GB) the check compares with
 
 

@@ -16,7 +16,8 @@ from .config import TextModelConfig
 from .rating_vectors import RatingVectors
 from .vocabulary import Vocabulary
 
-EXPORT_ROWS = 8192  # tower rows per call when exporting vectors: bounded memory
+EXPORT_ROWS = 1024  # tower rows per call when exporting vectors: each pools its rows' whole histories
+PREDICT_PAIRS = 8192  # (user, movie) pairs per network call in predict
 
 
 @dataclass(eq=False)
@@ -32,7 +33,7 @@ class TextModel:
     _rating: RatingVectors | None = field(default=None, repr=False)
 
     # -- predictions ---------------------------------------------------------------------
-    def predict_rows(self, user_rows: np.ndarray, movie_rows: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    def predict_rows(self, user_rows: np.ndarray, movie_rows: np.ndarray, chunk: int = PREDICT_PAIRS) -> np.ndarray:
         out = np.empty(len(user_rows), dtype=np.float32)
         for s in range(0, len(user_rows), chunk):
             batch = {"user": np.asarray(user_rows[s:s + chunk], np.int32),

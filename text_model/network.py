@@ -13,7 +13,7 @@ import numpy as np
 from keras import layers
 
 from .config import TextModelConfig
-from .layers import BiasedDot, ColumnSlice, ImplicitPool, MaskedMeanPool, TableLookup, TextCNN
+from .layers import BiasedDot, ColumnSlice, ImplicitPool, MaskedMeanPool, TableLookup, TextCNN, embedding
 
 
 def _reg(value: float):
@@ -31,13 +31,15 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
                 global_mean: float = 0.0, interactions: tuple[np.ndarray, np.ndarray] | None = None) -> keras.Model:
     """``interactions`` = (user rows, movie rows) of the training ratings, for implicit feedback."""
     c = config
+    sparse = c.embedding_updates == "sparse"
     implicit = []
     if c.implicit_dim and interactions is not None:
         u_rows, m_rows = interactions
+        pooling = implicit_pooling(c, len(u_rows))
         implicit = [ImplicitPool(sizes["users"], sizes["movies"], len(u_rows), c.implicit_dim, c.l2,
-                                 c.implicit_pooling, name="user_implicit"),
+                                 pooling, c.implicit_samples, sparse=sparse, name="user_implicit"),
                     ImplicitPool(sizes["movies"], sizes["users"], len(u_rows), c.implicit_dim, c.l2,
-                                 c.implicit_pooling, name="movie_implicit")]
+                                 pooling, c.implicit_samples, sparse=sparse, name="movie_implicit")]
         implicit[0].set_neighbours(u_rows, m_rows)
         implicit[1].set_neighbours(m_rows, u_rows)
     user_in = keras.Input(shape=(), dtype="int32", name="user")
@@ -46,8 +48,7 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
     # user tower
     demo_lookup = TableLookup(sizes["users"], 3, name="user_features")
     demo = demo_lookup(user_in)
-    parts = [layers.Embedding(sizes["users"], c.user_embedding_dim, embeddings_regularizer=_reg(c.l2),
-                              name="user_id_embedding")(user_in)]
+    parts = [embedding(sizes["users"], c.user_embedding_dim, c.l2, sparse, name="user_id_embedding")(user_in)]
     for k, key in enumerate(("genders", "ages", "occupations")):
         column = _column(demo, k, f"user_{key}_row")
         parts.append(layers.Embedding(sizes[key], c.demographic_embedding_dim, embeddings_regularizer=_reg(c.l2),
@@ -65,8 +66,7 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
     genre_emb = layers.Embedding(sizes["genres"], c.genre_embedding_dim, embeddings_regularizer=_reg(c.l2),
                                  name="genre_embedding")(genre_rows)
     mparts = [
-        layers.Embedding(sizes["movies"], c.movie_embedding_dim, embeddings_regularizer=_reg(c.l2),
-                         name="movie_id_embedding")(movie_in),
+        embedding(sizes["movies"], c.movie_embedding_dim, c.l2, sparse, name="movie_id_embedding")(movie_in),
         MaskedMeanPool(name="genre_pool")([genre_emb, genre_rows]),
         TextCNN(sizes["words"], c.word_embedding_dim, c.cnn_windows, c.cnn_filters, c.dropout, c.l2,
                 name="title_cnn")(title_rows),
@@ -78,7 +78,7 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
 
     # head
     if c.head == "dot":
-        rating = BiasedDot(sizes["users"], sizes["movies"], c.use_biases, c.bias_l2, global_mean,
+        rating = BiasedDot(sizes["users"], sizes["movies"], c.use_biases, c.bias_l2, global_mean, sparse,
                            name="rating")([user_vec, movie_vec, user_in, movie_in])
     else:
         x = layers.Concatenate(name="fc_concat")([user_vec, movie_vec])
@@ -92,6 +92,15 @@ def build_model(config: TextModelConfig, sizes: dict[str, int], max_genres: int,
     if movie_table is not None:
         movie_lookup.set_table(movie_table)
     return model
+
+
+def implicit_pooling(config: TextModelConfig, nnz: int) -> str:
+    """The training pooling ``"auto"`` resolves to: every history on every step while that is cheap
+    (at most 2 x batch x samples training ratings: a step of sampled pooling could gather about
+    as many), else sampled pooling, whose step cost does not grow with the data."""
+    if config.implicit_pooling != "auto":
+        return config.implicit_pooling
+    return "full" if nnz <= 2 * config.batch_size * config.implicit_samples else "sampled"
 
 
 def _column(x, k, name):

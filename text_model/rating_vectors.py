@@ -16,6 +16,7 @@ is computed here at load time, never stored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -67,17 +68,17 @@ class RatingVectors:
     def dot_head(self) -> bool:
         return self.config.head == "dot"
 
-    @property
+    @cached_property
     def users(self) -> Vectors:
         """The user tower's vectors, keyed by user id."""
         return Vectors(self.user_ids, self.user_vectors)
 
-    @property
+    @cached_property
     def movies(self) -> Vectors:
         """The movie tower's vectors, keyed by movie id (the collaborative movie vectors)."""
         return Vectors(self.movie_ids, self.movie_vectors)
 
-    @property
+    @cached_property
     def scoring_users(self) -> Vectors:
         """``[u, b_u, 1, mean]``: with `scoring_movies`, dot == predicted rating (before clipping).
 
@@ -91,7 +92,7 @@ class RatingVectors:
                                                  np.ones((n, 1), np.float32),
                                                  np.full((n, 1), self.global_mean, np.float32)]))
 
-    @property
+    @cached_property
     def scoring_movies(self) -> Vectors:
         """``[v, 1, b_m, 1]``: see `scoring_users`."""
         if not self.dot_head:

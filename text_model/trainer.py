@@ -50,7 +50,10 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     if config.lr_decay < 1.0:
         lr = keras.optimizers.schedules.ExponentialDecay(lr, decay_steps=steps, decay_rate=config.lr_decay,
                                                          staircase=True)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse",
+    from .layers import SparseAdam
+
+    adam = SparseAdam if config.embedding_updates == "sparse" else keras.optimizers.Adam
+    model.compile(optimizer=adam(lr), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], run_eagerly=run_eagerly)
     # Adam's slots now, not inside the first traced step: creating variables there makes
     # tf.function trace the whole training step twice (seconds)
@@ -83,6 +86,7 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     counts = np.bincount(movies[fit], minlength=len(vocab.movie_ids)).astype(np.int64)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["epoch_seconds"] = [round(t, 3) for t in callbacks[0].seconds]
+    history["step_seconds_median"] = [round(t, 5) for t in callbacks[0].step_medians]
     tm = TextModel(config, vocab, model, (float(y.min()), float(y.max())), counts, history=history,
                    fit_seconds=seconds)
     # the ranking model, fit on the same training pairs and chosen on the same validation slice
@@ -105,16 +109,24 @@ def _EpochTimer():
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
-        """Wall seconds of each epoch, its validation pass included."""
+        """Wall seconds of each epoch (its validation pass included) and its median training step."""
 
         def __init__(self):
             super().__init__()
             self.seconds: list[float] = []
+            self.step_medians: list[float] = []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
+            self._start, self._steps = time.perf_counter(), []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self._step = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._steps.append(time.perf_counter() - self._step)
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self._start)
+            self.step_medians.append(float(np.median(self._steps)) if self._steps else 0.0)
 
     return EpochTimer()
