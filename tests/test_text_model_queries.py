@@ -1,45 +1,13 @@
-"""The numpy query functions on hand-checkable vectors, and the no-TensorFlow import rule."""
+"""Ranking metrics by hand, chunked top-N, and the no-TensorFlow rule of the read side (the queries
+themselves go through `Recommender` and `index`, tested there)."""
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from catalog import UnknownMovieError, UnknownUserError, Vectors
-from text_model import also_liked, recommend, similar
 from text_model.metrics import coverage, hit_rate_ndcg, top_n
 
-MOVIES = Vectors(np.array([10, 20, 30, 40]), np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [-1, 0, 0]], np.float32))
-USERS = Vectors(np.array([1, 2]), np.array([[1, 0, 0], [0, 1, 0]], np.float32))
-
-
-def test_similar_is_cosine_and_never_the_query():
-    hits = similar(MOVIES, 10, n=3)
-    assert hits.movie_ids.tolist() == [20, 30, 40]
-    assert hits.scores[0] == pytest.approx(0.9 / np.hypot(0.9, 0.1), abs=1e-6)
-    assert 10 not in similar(MOVIES, 10, n=10).movie_ids
-
-
-def test_recommend_excludes_seen():
-    assert recommend(USERS, MOVIES, 1, n=2).movie_ids.tolist() == [10, 20]
-    assert recommend(USERS, MOVIES, 1, n=2, seen=[10]).movie_ids.tolist() == [20, 30]
-
-
-def test_also_liked_uses_the_fans_of_the_movie():
-    hits = also_liked(USERS, MOVIES, 30, n=2, n_users=1)  # user 2 scores movie 30 highest
-    assert 30 not in hits.movie_ids
-    assert hits.movie_ids[0] == 20  # user 2's next favourite (0.1)
-
-
-def test_unknown_ids_and_bad_n():
-    with pytest.raises(UnknownMovieError):
-        similar(MOVIES, 99)
-    with pytest.raises(UnknownUserError):
-        recommend(USERS, MOVIES, 99)
-    with pytest.raises(UnknownMovieError):
-        also_liked(USERS, MOVIES, 99)
-    with pytest.raises(ValueError):
-        similar(MOVIES, 10, n=0)
 
 
 def test_ranking_metrics_by_hand():
@@ -70,6 +38,6 @@ def test_chunked_top_n_equals_one_dense_top_n():
 
 
 def test_query_path_does_not_import_tensorflow():
-    code = "import sys, text_model, text_model.queries, text_model.ranking, text_model.scoring; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    code = "import sys, text_model, text_model.rating_vectors, text_model.ranking, text_model.scoring; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"

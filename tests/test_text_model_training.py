@@ -4,7 +4,8 @@ import pytest
 
 from catalog import (SCHEMA, Interactions, ModelStore, UnknownMovieError, UnknownUserError, fetch_dataset,
                      load_dataset, make_split)
-from text_model import RankingVectors, RatingVectors, Vocabulary, also_liked, similar
+from posterec.recommender import Recommender
+from text_model import RankingVectors, RatingVectors, Vocabulary
 from text_model.artifacts import load_test_pairs
 from text_model.rating_vectors import ARRAYS as RATING_ARRAYS
 from text_model.vocabulary import OOV
@@ -39,10 +40,9 @@ def _read_side(version):
     return RatingVectors.load(version), RankingVectors.load(version, RatingVectors.load(version))
 
 
-def _recommend(version, user_id, n):
-    rating, ranking = _read_side(version)
-    seen = Interactions.from_arrays(version.arrays("interactions")).of(user_id)
-    return ranking.recommend(user_id, n, exclude=seen)
+def _recommend(home, user_id, n):
+    """What `recommend` returns: the production path (`Recommender`, the index), ratings only."""
+    return Recommender.load(home).recommend(user_id, n, visual_weight=0.0)
 
 
 def test_it_learns_the_planted_ratings(trained):
@@ -52,28 +52,27 @@ def test_it_learns_the_planted_ratings(trained):
 
 
 def test_similar_to_a_comedy_is_mostly_comedies(trained):
-    _, version, *_ = trained
-    hits = similar(RatingVectors.load(version).movies, 3, n=10)
+    home, *_ = trained
+    hits = Recommender.load(home).similar(3, n=10)
     assert 3 not in hits.movie_ids
     assert sum(int(m) in COMEDIES for m in hits.movie_ids) >= 8
 
 
 def test_recommend_gives_an_even_user_unseen_comedies(trained):
-    _, version, dataset, split, *_ = trained
+    home, version, dataset, split, *_ = trained
     rated = set(split.train.loc[split.train["user_id"] == 4, "movie_id"].tolist())
-    hits = _recommend(version, 4, 5)
+    assert set(Interactions.from_arrays(version.arrays("interactions")).of(4).tolist()) == rated
+    hits = _recommend(home, 4, 5)
     assert len(hits.movie_ids) == 5
     assert not rated & set(hits.movie_ids.tolist())
     assert all(int(m) in COMEDIES for m in hits.movie_ids)
-    odd = _recommend(version, 5, 5)
+    odd = _recommend(home, 5, 5)
     assert sum(int(m) in COMEDIES for m in odd.movie_ids) <= 1
 
 
 def test_also_liked_a_comedy_is_comedies(trained):
-    _, version, *_ = trained
-    rating, ranking = _read_side(version)
-    hits = also_liked(rating.scoring_users, rating.scoring_movies, 3, 5, 50, ranking.ranking_users,
-                      ranking.ranking_movies)
+    home, *_ = trained
+    hits = Recommender.load(home).also_liked(3, 5)
     assert 3 not in hits.movie_ids
     assert sum(int(m) in COMEDIES for m in hits.movie_ids) >= 4
 
@@ -158,7 +157,7 @@ def test_unknown_ids_raise(trained):
     with pytest.raises(UnknownMovieError):
         rating.predict([2], [999])
     with pytest.raises(UnknownMovieError):
-        similar(rating.movies, 999)
+        Recommender.load(trained[0]).similar(999)
     with pytest.raises(UnknownUserError):
         ranking.recommend(999)
 

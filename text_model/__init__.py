@@ -7,7 +7,6 @@ Training (``fit_text_model``) and `TextModel.load` (the network, for predict) im
 """
 from .config import CONFIGS, TextModelConfig, get_config
 from .metrics import coverage, hit_rate_ndcg, mae, rmse, top_n
-from .queries import also_liked, recommend, similar
 from .rating_vectors import RatingVectors
 from .ranking import Blend, PureSVD, RankingVectors, RatingOnly, load_ranking
 from .vocabulary import Vocabulary, tokenize
@@ -29,6 +28,6 @@ def load_text_model(version):
 
 __all__ = [
     "CONFIGS", "TextModelConfig", "get_config", "coverage", "hit_rate_ndcg", "mae", "rmse", "top_n",
-    "also_liked", "recommend", "similar", "RatingVectors", "RankingVectors", "PureSVD", "Blend", "RatingOnly",
+    "RatingVectors", "RankingVectors", "PureSVD", "Blend", "RatingOnly",
     "load_ranking", "Vocabulary", "tokenize", "fit_text_model", "load_text_model",
 ]
