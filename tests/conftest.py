@@ -1,6 +1,7 @@
 """Shared fixtures: generated MovieLens-format data with a planted structure, and ../shared."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -48,3 +49,27 @@ def planted_home(tmp_path, ml100k_dir) -> Path:
     home = tmp_path / "home"
     fetch_dataset(home, "ml-100k", source=ml100k_dir)
     return home
+
+
+@contextlib.contextmanager
+def served(app, **config):
+    """``app`` served by uvicorn in a thread on 127.0.0.1 at a free port; yields the port."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                           lifespan="off", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
+from conftest import served
 from fake_recommender import FakeRecommender, fake_rebuild, make_fake_home
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -20,25 +19,13 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def live_url(tmp_path):
     """The app on 127.0.0.1 at a free port, served by uvicorn in a thread."""
-    import uvicorn
 
     from posterec.server import create_app
 
     home = make_fake_home(tmp_path / "home", n_movies=40, n_users=20)
     app = create_app(home, loader=FakeRecommender.load, rebuilder=fake_rebuild)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with served(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from catalog import Interactions, ModelStore, UnknownMovieError, Vectors
+from conftest import served
 from posterec.cli import main
 from posterec.pipeline import build_index
 from posterec.recommender import Recommender
@@ -315,25 +316,10 @@ from test_posterec_browser import page  # noqa: E402,F401  (the Chromium fixture
 
 @pytest.fixture
 def live_home_url(home):
-    import threading
-    import time
-
-    import uvicorn
-
     from posterec.server import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(home), host="127.0.0.1", port=0, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
+    with served(create_app(home)) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.mark.browser
