@@ -18,7 +18,7 @@ import numpy as np
 
 from catalog import ArtifactError, ModelStore, ModelVersion, PosterecError, Vectors
 
-DEFAULT_VISUAL_WEIGHT = 0.25  # similar's poster weight; chosen in benchmarks/README.md "Hybrid quality"
+DEFAULT_VISUAL_WEIGHT = 0.25  # similar's poster weight (see docs/guide.md, "Why it works and where it does not")
 FUSED_BLOCKS = ("collaborative", "visual")
 # what recommend ranks with after build-index: "vbpr" (fusion.vbpr, learned from ratings, posters and
 # metadata) or "base" (the ranking model train fit). The default comes from the train config's
