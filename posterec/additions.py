@@ -218,7 +218,7 @@ def add_ratings(home, user_id: int, ratings) -> dict:
     from catalog import Interactions
     from index import MovieIndex, MovieMetadata
     from text_model.fold_in import FoldIn
-    from text_model.ranking import ARTIFACT as RANKING, _read
+    from text_model.ranking import ARTIFACT as RANKING, read_saved
 
     from . import pipeline
     from .visitor import visitor_input
@@ -255,7 +255,7 @@ def add_ratings(home, user_id: int, ratings) -> dict:
     d = user_vectors.shape[1]
     if fold.scoring_width:  # the rating part unscaled by the blend's weight (which may be 0)
         m = fold.movies.values[fold.movies.rows_of(ids[inside])].astype(np.float64)
-        part = fold._rating_part(m[:, : fold.scoring_width], r[inside])
+        part = fold.rating_part(m[:, : fold.scoring_width], r[inside])
         user_vectors[row] = part[:d]
         if rating.dot_head:
             user_bias[row] = part[d]
@@ -264,7 +264,7 @@ def add_ratings(home, user_id: int, ratings) -> dict:
     new_rating = _replace(rating, user_vectors=user_vectors, user_bias=user_bias)
     ranking_arrays = None
     if current.has(RANKING):
-        name, params, arrays = _read(current)
+        name, params, arrays = read_saved(current)
         if "user_factors" in arrays:
             factors = arrays["user_factors"].copy()
             urow = int(np.searchsorted(arrays["user_ids"], user_id))

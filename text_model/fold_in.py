@@ -105,14 +105,14 @@ class FoldIn:
             return ridge(m, r, self.prior_mean, self.prior_precision, self.noise).astype(np.float32)
         parts = []
         if self.scoring_width:
-            parts.append(self._rating_part(m[:, : self.scoring_width], r))
+            parts.append(self.rating_part(m[:, : self.scoring_width], r))
         if self.name in ("puresvd", "puresvd+rating"):
             parts.append(m[:, self.scoring_width:].sum(axis=0))
         if self.name == "puresvd+rating":
             parts[0] = self.rating_weight * parts[0]
         return np.concatenate(parts).astype(np.float32)
 
-    def _rating_part(self, scoring: np.ndarray, r: np.ndarray) -> np.ndarray:
+    def rating_part(self, scoring: np.ndarray, r: np.ndarray) -> np.ndarray:
         if not self.dot_head:
             x = ridge(scoring, r - self.global_mean, self.prior_mean, self.prior_precision, self.noise)
             return x

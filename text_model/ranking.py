@@ -162,7 +162,7 @@ class PureSVD:
 
     @classmethod
     def load(cls, version) -> "PureSVD":
-        name, params, arrays = _read(version)
+        name, params, arrays = read_saved(version)
         if "user_factors" not in arrays:
             raise version.invalid(SCHEMA[ARTIFACT], f"ranking model {name!r} has no PureSVD factors")
         try:
@@ -283,7 +283,7 @@ class Blend:
 
     @classmethod
     def load(cls, version, rating: RatingVectors) -> "Blend":
-        name, params, arrays = _read(version)
+        name, params, arrays = read_saved(version)
         try:
             implicit = PureSVD.from_arrays(arrays, {})
             validation = params.get("validation") or {}
@@ -298,7 +298,8 @@ def _parse(key: str) -> tuple[int, float]:
     return int(k), float(lam)
 
 
-def _read(version) -> tuple[str, dict, dict]:
+def read_saved(version) -> tuple[str, dict, dict]:
+    """(model name, params, the other named arrays) of a version's ranking artifact."""
     arrays = version.arrays(ARTIFACT)
     try:
         name, params = from_json_array(arrays.pop("name")), from_json_array(arrays.pop("params"))
