@@ -90,29 +90,26 @@ def text_vectors(version: ModelVersion, learned: bool = True):
     return rating, ranking
 
 
-def learned_ranking_config(version: ModelVersion):
-    """The `fusion.vbpr.VBPRConfig` of the version's train config, or None when it asks for none."""
-    from fusion.vbpr import VBPRConfig
+def _train_config(version: ModelVersion):
+    """The version's `TextModelConfig` (the default one when it recorded none readable)."""
     from text_model import TextModelConfig
 
     saved = version.stage("train").get("config")
     try:
-        cfg = TextModelConfig.from_dict(saved) if isinstance(saved, dict) else TextModelConfig()
+        return TextModelConfig.from_dict(saved) if isinstance(saved, dict) else TextModelConfig()
     except (TypeError, ValueError):
-        cfg = TextModelConfig()
-    return VBPRConfig(**cfg.vbpr_settings(), seed=0) if cfg.learned_ranking else None
+        return TextModelConfig()
 
 
 def _vbpr_config(version: ModelVersion):
     from fusion.vbpr import VBPRConfig
-    from text_model import TextModelConfig
 
-    saved = version.stage("train").get("config")
-    try:
-        cfg = TextModelConfig.from_dict(saved) if isinstance(saved, dict) else TextModelConfig()
-    except (TypeError, ValueError):
-        cfg = TextModelConfig()
-    return VBPRConfig(**cfg.vbpr_settings(), seed=0)
+    return VBPRConfig(**_train_config(version).vbpr_settings(), seed=0)
+
+
+def learned_ranking_config(version: ModelVersion):
+    """The `fusion.vbpr.VBPRConfig` of the version's train config, or None when it asks for none."""
+    return _vbpr_config(version) if _train_config(version).learned_ranking else None
 
 
 def fit_learned_ranking(version: ModelVersion, rating, visual: Vectors | None, movies, config=None):
