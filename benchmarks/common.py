@@ -1,10 +1,12 @@
-"""Shared bits of the benchmark scripts: machine description and result logging."""
+"""Shared bits of the benchmark scripts: machine description, result logging, the CLI in a subprocess."""
 from __future__ import annotations
 
 import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -45,3 +47,9 @@ def record(name: str, result: dict) -> Path:
     with open(path, "a") as fh:
         fh.write(json.dumps(row, default=str) + "\n")
     return path
+
+
+def posterec_cli(home, *args: str) -> None:
+    """``posterec --home HOME ARGS`` in a fresh process of this checkout, as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    subprocess.run([sys.executable, "-m", "posterec", "--home", str(home), *args], check=True, env=env)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,15 +35,10 @@ sys.path.insert(1, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from common import machine, record  # noqa: E402
+from common import machine, posterec_cli as cli, record  # noqa: E402
 
 DATASET = "ml-100k"
 LIKED = 4.0
-
-
-def cli(home: Path, *args: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "posterec", "--home", str(home), *args], check=True, env=env)
 
 
 def metrics(ranked: list[int], relevant: set[int]) -> tuple[float, float]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +26,7 @@ sys.path.insert(1, str(HERE))
 
 import numpy as np  # noqa: E402
 
-from common import machine, record  # noqa: E402
-
-
-def cli(home: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "posterec", "--home", str(home), *args], check=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+from common import machine, posterec_cli as cli, record  # noqa: E402
 
 
 def generated_ratings(src: Path, n: int = 1_000_000, seed: int = 0) -> None:
