@@ -51,15 +51,22 @@ def positive_int(text: str) -> int:
     return value
 
 
-def weight_argument(text: str) -> float:
-    """argparse type for ``--visual-weight``: a number between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
+def number_between(low, high, cast=float, what: str = "a number"):
+    """An argparse type: ``cast(text)`` within ``[low, high]``, else a usage error saying so."""
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} in {low}..{high}, got {text!r}") from None
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+weight_argument = number_between(0.0, 1.0, float, "a visual weight")   # ``--visual-weight``
+port_argument = number_between(0, 65535, int, "a port number")          # ``--port``; 0 picks a free one
 
 
 def count(text: str) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from catalog import DATASETS
 
+from ..output import port_argument, weight_argument
 from .data import _checksum
 
 
@@ -27,9 +28,9 @@ def register(sub) -> None:
     p.add_argument("--weights", default=None, metavar="imagenet|PATH",
                    help="poster CNN weights (default: the embed command's, imagenet)")
     p.add_argument("--alpha", type=float, default=None, help="MobileNetV2 width (default: the embed command's)")
-    p.add_argument("--visual-weight", type=float, default=None, help="poster weight of the index (0..1)")
+    p.add_argument("--visual-weight", type=weight_argument, default=None, help="poster weight of the index (0..1)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=port_argument, default=8000)
     p.add_argument("--no-serve", action="store_true", help="stop after showing the answers")
     p.set_defaults(func=run_demo)
 

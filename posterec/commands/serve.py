@@ -1,18 +1,9 @@
 """``serve`` (the HTTP API and web page) and ``report`` (an HTML page of plots)."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {value}")
-    return value
+from ..output import port_argument
 
 
 def register(sub) -> None:
@@ -21,7 +12,7 @@ def register(sub) -> None:
                                    "and the web page at /. POST /admin/rebuild is enabled only when "
                                    "$POSTEREC_ADMIN_TOKEN is set.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--port", type=port_argument, default=8000, help="port (default: 8000; 0 picks a free one)")
     p.set_defaults(func=run_serve)
 
     p = sub.add_parser("report", help="write an HTML report about the current model, beside baselines fitted in the run",
