@@ -40,6 +40,7 @@ DEFAULT_RECOMMEND_WEIGHT = 0.0  # chosen from benchmarks/ranking_quality.py (see
 WEIGHT_STEP = 0.05         # visual weights are quantised to this step, so a few spaces serve them all
 SPACE_CACHE = 4            # fused spaces kept besides the version's own index
 ALSO_LIKED_FANS = 50
+DEFAULT_LIKED_WEIGHT = 0.0  # visitors who only like posters: chosen by benchmarks/new_visitors.py --tune
 
 
 def check_weight(visual_weight) -> float:
@@ -389,10 +390,19 @@ class Recommender:
         """Recommendations for a visitor the model has never seen, from a few ``ratings``
         ({movie_id: rating} or pairs) and/or ``liked`` movie ids, with no retraining.
 
-        The rules of `recommend`: never a movie given; visual weight 0 ranks by the ranking
-        model (the visitor folded in, `visitor_vector`), above 0 its top candidates are re-ranked
-        with the visitor's poster taste; ``hits.because`` is the given liked movie nearest to
-        each. With nothing given: the most popular movies (``because`` all -1).
+        The rules of `recommend`: never a movie given; ``hits.because`` is a given liked movie
+        behind each. With nothing given: the most popular movies (``because`` all -1).
+
+        - Only ``liked`` movies (the poster wall): "people who liked X also liked Y"
+          (`posterec.visitor.CoRatings`, item-item cosine of the training users' likes), the
+          best-scoring movies of it re-ranked by ``(1-w) z(co-rating) + w z(poster taste)``
+          (w = 1: by look alone among them); ``because`` the liked movie with the largest
+          ``(1-w) share of the co-rating + w poster cosine``. The default weight is
+          `DEFAULT_LIKED_WEIGHT`. Liked movies nobody in training liked (a movie just added)
+          fall back to the fold-in below.
+        - ``ratings`` (with or without likes): the visitor folded into the ranking model
+          (`visitor_vector`) at visual weight 0, its top candidates re-ranked with the poster
+          taste above 0; ``because`` the given liked movie nearest to each.
         """
         n = check_n(n)
         given = self._visitor(ratings, liked)
@@ -408,6 +418,11 @@ class Recommender:
                 return self._popular_hits(n, exclude=given.movie_ids)
             hits = self._visual_index.search(taste, n, exclude=given.movie_ids)
         else:
+            if ratings is None or len(ratings) == 0:  # likes alone: the co-ratings of the liked movies
+                w = self._resolve_weight(visual_weight, DEFAULT_LIKED_WEIGHT)
+                hits = self._liked_hits(given.movie_ids, n, w, taste)
+                if hits is not None:
+                    return hits
             fold = self._fold_in()
             keep = np.isin(given.movie_ids, fold.movies.ids)
             query = fold.vector(given.movie_ids[keep], given.ratings[keep])
@@ -416,6 +431,59 @@ class Recommender:
             else:
                 hits = self._rerank_query(query, taste, n, w, given.movie_ids)
         return replace(hits, because=self._because_of(liked_ids, hits.movie_ids, self.space(w)))
+
+    def _co_ratings(self):
+        """The training likes as a `posterec.visitor.CoRatings` and the popularity of its
+        columns (for ties), built on first use."""
+        with self._lock:
+            if getattr(self, "_co", None) is None:
+                from .visitor import CoRatings
+
+                co = CoRatings.of(self.interactions, np.array(sorted(self._info), np.int64),
+                                  min(LIKED_MIN_RATING, self.rating_scale()[1]))
+                self._co = co, np.array([self._popularity.get(int(m), 0) for m in co.movie_ids], np.float64)
+            return self._co
+
+    def _liked_hits(self, liked: np.ndarray, n: int, w: float, taste) -> Hits | None:
+        """`recommend_for` for a visitor who gave only likes (see there); None when no liked
+        movie has co-ratings."""
+        co, popularity = self._co_ratings()
+        part = co.contributions(liked)
+        score = part.sum(axis=0)
+        if not score.any():
+            return None
+        allowed = ~np.isin(co.movie_ids, liked)
+        order = np.lexsort((co.movie_ids, -popularity, -score))
+        order = order[allowed[order]]
+        if w == 0.0 or taste is None:
+            cols, final = order[:n], score[order[:n]]
+        else:
+            pool = order[: max(RERANK_POOL, 20 * n)]
+            looks = self._poster_cosines(co.movie_ids[pool], taste[None, :])[:, 0]
+            blended = (1.0 - w) * _z(score[pool]) + w * _z(looks)
+            pick = np.argsort(-blended, kind="stable")[:n]
+            cols, final = pool[pick], blended[pick]
+        ids = co.movie_ids[cols]
+        share = part[:, cols] / np.maximum(part[:, cols].sum(axis=0, keepdims=True), 1e-12)
+        why = (1.0 - w) * share
+        if w > 0.0 and self.has_posters:
+            liked_looks = np.array([self.visual.get(int(m)) if m in self.visual else np.zeros(self.visual.dim)
+                                    for m in liked], np.float64)
+            liked_looks /= np.maximum(np.linalg.norm(liked_looks, axis=1, keepdims=True), 1e-12)
+            why = why + w * self._poster_cosines(ids, liked_looks).T
+        because = np.where(why.max(axis=0) > 0, liked[np.argmax(why, axis=0)], -1)
+        return Hits(ids, final.astype(np.float32), because.astype(np.int64))
+
+    def _poster_cosines(self, movie_ids: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """(len(movie_ids), len(queries)) cosines of the movies' posters to unit ``queries``; a
+        movie with no poster gets the mean of the others (so it is neither pushed nor sunk)."""
+        out = np.zeros((len(movie_ids), len(queries)), np.float64)
+        has = np.isin(movie_ids, self.visual.ids)
+        if has.any():
+            v = self.visual.subset(movie_ids[has]).values.astype(np.float64)
+            out[has] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)) @ queries.T
+            out[~has] = out[has].mean(axis=0)
+        return out
 
     def _visitor_taste(self, given) -> np.ndarray | None:
         """The rating-weighted mean poster of the liked movies (`fusion.user_taste`), or None."""
@@ -492,6 +560,13 @@ class Recommender:
                     self._wall = PosterWall(())
             wall = self._wall
         return [self.movie(m) for m in wall.deal(n, int(seed), exclude)]
+
+
+def _z(x) -> np.ndarray:
+    """``x`` centred and scaled to unit standard deviation (zeros when constant)."""
+    x = np.asarray(x, np.float64)
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
 
 def _poster_ids(home: Path, manifest: dict) -> set[int]:

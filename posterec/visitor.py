@@ -174,3 +174,83 @@ class PosterWall:
                 k = 0 if not seed else int(rng.integers(top))
                 out.append(pool.pop(k))
         return out
+
+
+# -- "people who liked X also liked Y": the liked movies' co-ratings ---------------------------------
+
+MAX_LIKERS = 1000        # likers of one movie sampled per query (a fixed random subset), for speed
+
+
+@dataclass(frozen=True, eq=False)
+class CoRatings:
+    """Item-item cosine of *likes* (ratings >= the liked threshold) over the training users:
+
+        sim(i, j) = likers(i and j) / sqrt(likers(i) * likers(j))
+
+    The score of movie j for a visitor who liked movies L is ``sum over i in L of sim(i, j)``;
+    each i's share says which liked movie a recommendation is "because" of. Chosen on a
+    validation slice of training users (benchmarks/new_visitors.py ``--tune``; see
+    benchmarks/README.md, New visitors). Nothing is precomputed beyond the two indexes: a query
+    gathers the likes of (at most `MAX_LIKERS`, a fixed random subset of) the likers of each
+    liked movie, scaled back to the full count, so its cost does not grow with the catalogue.
+    """
+
+    movie_ids: np.ndarray    # int64 (m,), sorted: the columns scored
+    likers_of: np.ndarray    # int64 (m + 1,) pointers into ``likers``
+    likers: np.ndarray       # int64 user rows who liked each movie, in a fixed random order
+    likes: object            # scipy.sparse.csr_matrix (users, m): 1 where a user liked a movie
+    n_likers: np.ndarray     # float64 (m,)
+    max_likers: int = MAX_LIKERS
+
+    @classmethod
+    def of(cls, interactions, movie_ids, liked_min: float, max_likers: int = MAX_LIKERS,
+           seed: int = 0) -> "CoRatings":
+        import scipy.sparse as sp
+
+        movie_ids = np.unique(np.asarray(movie_ids, np.int64))
+        m = len(movie_ids)
+        users = np.repeat(np.arange(len(interactions.user_ids)), interactions.user_counts())
+        cols = np.searchsorted(movie_ids, interactions.movie_ids)
+        ok = cols < m
+        ok[ok] = movie_ids[cols[ok]] == interactions.movie_ids[ok]
+        ok &= np.asarray(interactions.ratings, np.float64) >= liked_min
+        users, cols = users[ok], cols[ok]
+        likes = sp.csr_matrix((np.ones(len(cols), np.float32), (users, cols)),
+                              shape=(len(interactions.user_ids), m))
+        rank = np.random.default_rng(seed).permutation(len(interactions.user_ids))
+        order = np.lexsort((rank[users], cols))
+        counts = np.bincount(cols, minlength=m)
+        return cls(movie_ids, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), users[order],
+                   likes, counts.astype(np.float64), int(max_likers))
+
+    def contributions(self, liked_ids) -> np.ndarray:
+        """(len(liked_ids), m) float64: row t is ``sim(liked_ids[t], j)`` for every column j
+        (0 for itself, and for a liked movie nobody else liked)."""
+        import scipy.sparse as sp
+
+        liked = np.asarray(liked_ids, np.int64)
+        cols = np.searchsorted(self.movie_ids, liked).clip(max=max(len(self.movie_ids) - 1, 0))
+        found = len(self.movie_ids) > 0
+        rows, users, weights = [], [], []
+        for t, (c, movie) in enumerate(zip(cols, liked)):
+            if not found or self.movie_ids[c] != movie:
+                continue
+            lo, hi = self.likers_of[c], self.likers_of[c + 1]
+            take = self.likers[lo: min(hi, lo + self.max_likers)]
+            if not len(take):
+                continue
+            rows.append(np.full(len(take), t))
+            users.append(take)
+            # scaled back to all likers, then the cosine's sqrt(likers(i))
+            weights.append(np.full(len(take), (hi - lo) / len(take) / np.sqrt(hi - lo)))
+        out = np.zeros((len(liked), len(self.movie_ids)))
+        if not rows:
+            return out
+        q = sp.csr_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(users))),
+                          shape=(len(liked), self.likes.shape[0]))
+        out[:] = (q @ self.likes).toarray()
+        out /= np.sqrt(np.maximum(self.n_likers, 1.0))
+        for t, (c, movie) in enumerate(zip(cols, liked)):
+            if found and self.movie_ids[c] == movie:
+                out[t, c] = 0.0
+        return out
