@@ -11,12 +11,22 @@ popular, genre-only taste and the model retrained with those users (the upper bo
    run: most popular (training counts, the k given excluded) and the model retrained with the
    held-out users' first k ratings (``train`` with only the rest as test pairs), ranked by
    `recommend` for those users.
-3. Posters only: the visitor "likes" the posters of their first k movies rated >= 4
-   (`recommend_for(liked=..., visual_weight=1)`), against most popular and genre-only taste
-   (movies ranked by the share of the liked movies' genres they have, ties by popularity).
+3. Posters only: the visitor "likes" the posters of their first k movies rated >= 4 (users with
+   k such posters); the test set is what they rated after the k-th, the movies rated up to it
+   excluded from every list. Variants, all through `Recommender.recommend_for`:
+   ``liked=...`` at the default weight (co-ratings of the liked movies, `posterec.visitor.CoRatings`),
+   ``visual_weight=0.5`` and ``1`` (re-ranked by look), and ``ratings={m: 5}`` (the likes folded
+   into the ranking model, the default before); against most popular and genre-only taste (movies
+   ranked by the share of the liked movies' genres they have, ties by popularity).
 4. Latency of `recommend_for` (median and p95 over the held-out users).
 
-Appends a JSON line to benchmarks/results/new_visitors.jsonl.
+``--tune`` instead picks the posters-only settings on a validation slice of the *training* users
+(30 % of the users not held out, seed 2): the model is trained without the held-out and the
+validation users, the posters-only protocol runs on the validation users for each visual weight
+in `TUNE_WEIGHTS`, and nothing about the held-out users is looked at. It leaves the validation
+users in ``<home>/validation-users.csv`` for `benchmarks/visitor_variants.py`.
+
+Appends a JSON line to benchmarks/results/new_visitors.jsonl (``new_visitors_tune`` with --tune).
 """
 from __future__ import annotations
 
@@ -39,6 +49,7 @@ from common import machine, posterec_cli as cli, record  # noqa: E402
 
 DATASET = "ml-100k"
 LIKED = 4.0
+TUNE_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def metrics(ranked: list[int], relevant: set[int]) -> tuple[float, float]:
@@ -74,12 +85,116 @@ def _has_visual(home: Path) -> bool:
     return ModelStore(home).open_current().has("visual")
 
 
+def histories(ratings, users) -> dict[int, list[tuple[int, float]]]:
+    """Each user's (movie_id, rating) pairs by time (ties by movie id)."""
+    out = {}
+    for u in users:
+        r = ratings[ratings["user_id"] == u].sort_values(["timestamp", "movie_id"])
+        out[int(u)] = list(zip(r["movie_id"].astype(int), r["rating"].astype(float)))
+    return out
+
+
+class Baselines:
+    """Most popular (training counts, ties by id) and genre-only taste, both never a movie excluded."""
+
+    def __init__(self, popular: list[int], popularity: dict[int, int], genres: dict[int, set]):
+        self.order, self.popularity, self.genres = popular, popularity, genres
+
+    @classmethod
+    def of(cls, rec, movies) -> "Baselines":
+        pop_ids, pop_counts = rec.interactions.movie_counts()
+        popular = [int(m) for m in pop_ids[np.lexsort((pop_ids, -pop_counts))]]
+        genres = {int(m): set(g) for m, g in zip(movies["movie_id"], movies["genres"])}
+        return cls(popular, dict(zip(pop_ids.tolist(), pop_counts.tolist())), genres)
+
+    def popular(self, exclude) -> list[int]:
+        return [m for m in self.order if m not in exclude][:10]
+
+    def genre(self, liked, exclude) -> list[int]:
+        share = {}
+        for m, g in self.genres.items():
+            if m in exclude:
+                continue
+            share[m] = sum(len(g & self.genres[x]) / max(len(self.genres[x]), 1) for x in liked)
+        return sorted(share, key=lambda m: (-share[m], -self.popularity.get(m, 0), m))[:10]
+
+
+def _liked(w):
+    return lambda rec, liked, n: rec.recommend_for(liked=liked, n=n, visual_weight=w)
+
+
+# posters-only variants: name -> (rec, liked ids, n) -> Hits, every one the public recommend_for
+POSTER_VARIANTS = {
+    "posters_only": _liked(None),                  # the default: co-ratings of the liked movies
+    "posters_w0.5": _liked(0.5),
+    "posters_w1": _liked(1.0),                     # by look among the co-rating candidates
+    "fold_in_likes": lambda rec, liked, n: rec.recommend_for(ratings={m: 5.0 for m in liked}, n=n,
+                                                             visual_weight=0.0),
+}
+
+
+def posters_only(rec, by_user, k: int, baselines: Baselines, variants) -> dict:
+    """The posters-only protocol at ``k`` liked posters: HR@10 / NDCG@10 of each variant and of the
+    baselines, over the users with k liked posters and something liked after them."""
+    got = {name: [] for name in [*variants, "most_popular", "genre_only"]}
+    times = {name: [] for name in variants}
+    for rs in by_user.values():
+        liked = [m for m, r in rs if r >= LIKED and m in rec.visual][:k]
+        if len(liked) < k:
+            continue
+        cut = max(i for i, (m, _) in enumerate(rs) if m in liked) + 1
+        relevant = {m for m, r in rs[cut:] if r >= LIKED}
+        if not relevant:
+            continue
+        seen = {m for m, _ in rs[:cut]}
+        for name, variant in variants.items():
+            t = time.perf_counter()
+            hits = variant(rec, liked, 10 + len(seen))
+            times[name].append(time.perf_counter() - t)
+            got[name].append(metrics([m for m in hits.movie_ids.tolist() if m not in seen], relevant))
+        got["most_popular"].append(metrics(baselines.popular(seen), relevant))
+        got["genre_only"].append(metrics(baselines.genre(liked, seen), relevant))
+    out = {name: np.mean(v, axis=0).round(4).tolist() for name, v in got.items()}
+    out["users"] = len(got["most_popular"])
+    out["median_ms"] = {name: round(1000 * float(np.median(t)), 2) for name, t in times.items() if t}
+    return out
+
+
+def tune(home: Path, ratings, movies, held, ks, embed) -> int:
+    """Posters-only settings on validation users drawn from the training users (see the docstring)."""
+    users = np.unique(ratings["user_id"].to_numpy())
+    rest = np.setdiff1d(users, held)
+    val = np.sort(np.random.default_rng(2).choice(rest, size=int(len(rest) * 0.3), replace=False))
+    (home / "validation-users.csv").write_text("user_id\n" + "".join(f"{u}\n" for u in val))
+    out = ratings[ratings["user_id"].isin(np.concatenate([held, val]))]
+    t0 = time.perf_counter()
+    rec = train_without(home, list(zip(out["user_id"].astype(int), out["movie_id"].astype(int))), "tune",
+                        embed=embed)
+    by_user = histories(ratings, val)
+    baselines = Baselines.of(rec, movies)
+    variants = {f"w{w:g}": _liked(w) for w in TUNE_WEIGHTS}
+    variants["fold_in_likes"] = POSTER_VARIANTS["fold_in_likes"]
+    res = {k: posters_only(rec, by_user, k, baselines, variants) for k in ks}
+    names = [*variants, "most_popular", "genre_only"]
+    lines = ["| variant | " + " | ".join(f"k={k} HR@10 / NDCG@10" for k in ks) + " | mean HR@10 |",
+             "|---" * (len(ks) + 2) + "|"]
+    for name in names:
+        cells = [f"{res[k][name][0]:.3f} / {res[k][name][1]:.3f}" for k in ks]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean([res[k][name][0] for k in ks]):.3f} |")
+    lines.append("| users | " + " | ".join(str(res[k]["users"]) for k in ks) + " | |")
+    print("\n".join(lines))
+    record("new_visitors_tune", {"posters": res, "validation_users": int(len(val)),
+                                 "seconds": round(time.perf_counter() - t0, 1), "machine": machine()})
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--ks", default="1,3,5,10")
     ap.add_argument("--skip-posters", action="store_true")
+    ap.add_argument("--tune", action="store_true", help="pick the posters-only weight on validation users")
     args = ap.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     src = args.shared / "data" / DATASET
@@ -101,32 +216,19 @@ def main() -> int:
     users = np.unique(ratings["user_id"].to_numpy())
     rng = np.random.default_rng(0)
     held = np.sort(rng.choice(users, size=len(users) // 10, replace=False))
-    by_user = {}
-    for u in held:
-        r = ratings[ratings["user_id"] == u].sort_values(["timestamp", "movie_id"])
-        by_user[int(u)] = list(zip(r["movie_id"].astype(int), r["rating"].astype(float)))
+    embed = (lambda: cli(home, "embed", "--dataset", DATASET, "--weights", str(weights))) if with_posters else None
+    if args.tune:
+        if not with_posters:
+            print("skipped: --tune needs the posters and the weights")
+            return 0
+        return tune(home, ratings, data.movies, held, ks, embed)
+    by_user = histories(ratings, held)
     all_pairs = [(u, m) for u, rs in by_user.items() for m, _ in rs]
     t0 = time.perf_counter()
     # the model that never saw the held-out users (embed once, after the first train)
-    rec = train_without(home, all_pairs, "all", embed=(lambda: cli(home, "embed", "--dataset", DATASET,
-                                                                   "--weights", str(weights))) if with_posters else None)
-    genres = {int(m): set(g) for m, g in zip(data.movies["movie_id"], data.movies["genres"])}
-    pop_ids, pop_counts = rec.interactions.movie_counts()
-    popular = [int(m) for m in pop_ids[np.lexsort((pop_ids, -pop_counts))]]
-    popularity = dict(zip(pop_ids.tolist(), pop_counts.tolist()))
-
-    def popular_top(exclude) -> list[int]:
-        return [m for m in popular if m not in exclude][:10]
-
-    def genre_top(liked, exclude) -> list[int]:
-        share = {}
-        for m in genres:
-            if m in exclude:
-                continue
-            g = genres[m]
-            share[m] = sum(len(g & genres[x]) / max(len(genres[x]), 1) for x in liked)
-        return sorted(share, key=lambda m: (-share[m], -popularity.get(m, 0), m))[:10]
-
+    rec = train_without(home, all_pairs, "all", embed=embed)
+    baselines = Baselines.of(rec, data.movies)
+    popular_top = baselines.popular
     results = {"ratings": {}, "posters": {}, "latency_ms": {}}
     times = []
     for k in ks:
@@ -145,23 +247,7 @@ def main() -> int:
         results["ratings"][k] = {"users": len(fold), "fold_in": np.mean(fold, axis=0).round(4).tolist(),
                                  "most_popular": np.mean(pop, axis=0).round(4).tolist()}
         if with_posters:
-            pf, pp, pg = [], [], []
-            for u, rs in by_user.items():
-                liked = [m for m, r in rs if r >= LIKED and m in rec.visual][:k]
-                if len(liked) < k:
-                    continue
-                cut = max(i for i, (m, _) in enumerate(rs) if m in liked) + 1
-                relevant = {m for m, r in rs[cut:] if r >= LIKED}
-                if not relevant:
-                    continue
-                seen = {m for m, _ in rs[:cut]}
-                hits = rec.recommend_for(liked=liked, n=10 + len(seen), visual_weight=1.0)
-                pf.append(metrics([m for m in hits.movie_ids.tolist() if m not in seen], relevant))
-                pp.append(metrics(popular_top(seen), relevant))
-                pg.append(metrics(genre_top(liked, seen), relevant))
-            results["posters"][k] = {"users": len(pf), "posters_only": np.mean(pf, axis=0).round(4).tolist(),
-                                     "most_popular": np.mean(pp, axis=0).round(4).tolist(),
-                                     "genre_only": np.mean(pg, axis=0).round(4).tolist()}
+            results["posters"][k] = posters_only(rec, by_user, k, baselines, POSTER_VARIANTS)
         print(k, results["ratings"][k], results["posters"].get(k), flush=True)
     results["latency_ms"] = {"median": round(1000 * float(np.median(times)), 2),
                              "p95": round(1000 * float(np.percentile(times, 95)), 2), "calls": len(times)}
@@ -198,11 +284,11 @@ def table(res: dict) -> str:
         lines.append(f"| {k} | {f(r['fold_in'])} | {f(r['most_popular'])} | {f(r.get('retrained'))} | "
                      f"{r.get('fold_in_share_of_retrained_hr')} |")
     if res["posters"]:
-        lines += ["", "| k liked posters | posters only (w=1) HR@10 / NDCG@10 | most popular | genre-only | users |",
-                  "|---|---|---|---|---|"]
+        names = [*POSTER_VARIANTS, "most_popular", "genre_only"]
+        lines += ["", "| k liked posters | " + " | ".join(names) + " | users |", "|---" * (len(names) + 2) + "|"]
         for k, r in res["posters"].items():
-            f = lambda x: f"{x[0]:.3f} / {x[1]:.3f}"  # noqa: E731
-            lines.append(f"| {k} | {f(r['posters_only'])} | {f(r['most_popular'])} | {f(r['genre_only'])} | {r['users']} |")
+            lines.append(f"| {k} | " + " | ".join(f"{r[x][0]:.3f} / {r[x][1]:.3f}" for x in names) +
+                         f" | {r['users']} |")
     lat = res["latency_ms"]
     lines.append(f"\nrecommend_for latency: median {lat['median']} ms, p95 {lat['p95']} ms over {lat['calls']} calls")
     return "\n".join(lines)
