@@ -433,21 +433,28 @@ class Recommender:
         return replace(hits, because=self._because_of(liked_ids, hits.movie_ids, self.space(w)))
 
     def _co_ratings(self):
-        """The training likes as a `posterec.visitor.CoRatings` and the popularity of its
-        columns (for ties), built on first use."""
+        """The training likes as a `posterec.visitor.CoRatings`, the popularity of its columns (for
+        ties) and their unit posters (zeros without one), built on first use."""
         with self._lock:
             if getattr(self, "_co", None) is None:
                 from .visitor import CoRatings
 
                 co = CoRatings.of(self.interactions, np.array(sorted(self._info), np.int64),
                                   min(LIKED_MIN_RATING, self.rating_scale()[1]))
-                self._co = co, np.array([self._popularity.get(int(m), 0) for m in co.movie_ids], np.float64)
+                popularity = np.array([self._popularity.get(int(m), 0) for m in co.movie_ids], np.float64)
+                looks, has = None, np.zeros(len(co.movie_ids), bool)
+                if self.has_posters:
+                    has = np.isin(co.movie_ids, self.visual.ids)
+                    looks = np.zeros((len(co.movie_ids), self.visual.dim), np.float32)
+                    v = self.visual.subset(co.movie_ids[has]).values.astype(np.float32)
+                    looks[has] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+                self._co = co, popularity, looks, has
             return self._co
 
     def _liked_hits(self, liked: np.ndarray, n: int, w: float, taste) -> Hits | None:
         """`recommend_for` for a visitor who gave only likes (see there); None when no liked
         movie has co-ratings."""
-        co, popularity = self._co_ratings()
+        co, popularity, looks, has = self._co_ratings()
         part = co.contributions(liked)
         score = part.sum(axis=0)
         if not score.any():
@@ -455,35 +462,22 @@ class Recommender:
         allowed = ~np.isin(co.movie_ids, liked)
         order = np.lexsort((co.movie_ids, -popularity, -score))
         order = order[allowed[order]]
-        if w == 0.0 or taste is None:
+        if w == 0.0 or taste is None or looks is None:
             cols, final = order[:n], score[order[:n]]
         else:
+            # one product: every poster against the taste and against each liked poster
+            queries = np.vstack([taste[None, :], looks[np.searchsorted(co.movie_ids, liked)]])
+            cos = _cosines(looks, has, queries)
             pool = order[: max(RERANK_POOL, 20 * n)]
-            looks = self._poster_cosines(co.movie_ids[pool], taste[None, :])[:, 0]
-            blended = (1.0 - w) * _z(score[pool]) + w * _z(looks)
+            blended = (1.0 - w) * _z(score[pool]) + w * _z(cos[pool, 0])
             pick = np.argsort(-blended, kind="stable")[:n]
             cols, final = pool[pick], blended[pick]
-        ids = co.movie_ids[cols]
         share = part[:, cols] / np.maximum(part[:, cols].sum(axis=0, keepdims=True), 1e-12)
         why = (1.0 - w) * share
-        if w > 0.0 and self.has_posters:
-            liked_looks = np.array([self.visual.get(int(m)) if m in self.visual else np.zeros(self.visual.dim)
-                                    for m in liked], np.float64)
-            liked_looks /= np.maximum(np.linalg.norm(liked_looks, axis=1, keepdims=True), 1e-12)
-            why = why + w * self._poster_cosines(ids, liked_looks).T
+        if w > 0.0 and looks is not None and taste is not None:
+            why = why + w * cos[cols, 1:].T
         because = np.where(why.max(axis=0) > 0, liked[np.argmax(why, axis=0)], -1)
-        return Hits(ids, final.astype(np.float32), because.astype(np.int64))
-
-    def _poster_cosines(self, movie_ids: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """(len(movie_ids), len(queries)) cosines of the movies' posters to unit ``queries``; a
-        movie with no poster gets the mean of the others (so it is neither pushed nor sunk)."""
-        out = np.zeros((len(movie_ids), len(queries)), np.float64)
-        has = np.isin(movie_ids, self.visual.ids)
-        if has.any():
-            v = self.visual.subset(movie_ids[has]).values.astype(np.float64)
-            out[has] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)) @ queries.T
-            out[~has] = out[has].mean(axis=0)
-        return out
+        return Hits(co.movie_ids[cols], final.astype(np.float32), because.astype(np.int64))
 
     def _visitor_taste(self, given) -> np.ndarray | None:
         """The rating-weighted mean poster of the liked movies (`fusion.user_taste`), or None."""
@@ -560,6 +554,15 @@ class Recommender:
                     self._wall = PosterWall(())
             wall = self._wall
         return [self.movie(m) for m in wall.deal(n, int(seed), exclude)]
+
+
+def _cosines(looks: np.ndarray, has: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """(movies, len(queries)) cosines of the unit posters ``looks`` to unit ``queries``; a movie
+    with no poster gets the mean of the others (neither pushed nor sunk by its look)."""
+    out = (looks @ np.asarray(queries, np.float32).T).astype(np.float64)
+    if has.any() and not has.all():
+        out[~has] = out[has].mean(axis=0)
+    return out
 
 
 def _z(x) -> np.ndarray:

@@ -145,6 +145,78 @@ def test_three_horror_posters_get_horror_by_looks(home):
     assert set(ids(rec.lookalike(34, 10))) <= HORROR
 
 
+def test_co_ratings_are_the_cosine_of_likes():
+    """Hand-checkable: 4 users, 4 movies; a like is a rating >= 4."""
+    from posterec.visitor import CoRatings
+
+    rows = [(1, 10, 5), (1, 20, 4), (1, 30, 1), (2, 10, 4), (2, 20, 5), (3, 10, 5), (3, 30, 5),
+            (4, 40, 2), (4, 20, 4)]
+    u, m, r = (np.array(c, np.float64) for c in zip(*rows))
+    inter = Interactions.from_pairs(u, m, r)
+    co = CoRatings.of(inter, [10, 20, 30, 40, 50], liked_min=4.0)
+    likes = np.zeros((4, 5))
+    for a, b, c in rows:
+        if c >= 4:
+            likes[a - 1, [10, 20, 30, 40, 50].index(b)] = 1
+    n = likes.sum(axis=0)
+    cos = likes.T @ likes / np.sqrt(np.outer(np.maximum(n, 1), np.maximum(n, 1)))
+    np.fill_diagonal(cos, 0)
+    got = co.contributions([20, 10, 50, 999])
+    np.testing.assert_allclose(got[0], cos[1])          # 20 with 10: 2 / sqrt(3 * 3)
+    assert got[0, 0] == pytest.approx(2 / 3) and got[0, 2] == 0  # nobody liked both 20 and 30
+    np.testing.assert_allclose(got[1], cos[0])
+    assert not got[2].any() and not got[3].any()        # liked by nobody / not in the catalogue
+    # a capped sample of likers is scaled back to all of them
+    one = CoRatings.of(inter, [10, 20, 30, 40, 50], liked_min=4.0, max_likers=1).contributions([10])[0]
+    assert one[0] == 0 and one.any() and set(np.round(one[1:] * np.sqrt(n[1:].clip(1)) * np.sqrt(3) / 3, 6)) <= {0.0, 1.0}
+
+
+@pytest.fixture
+def uninformed_home(home, planted_data):
+    """The planted ratings (even users like comedies, odd users horror) with a ranking model
+    that knows nothing (random vectors): only who liked what can tell the genres apart."""
+    from posterec.pipeline import visual_vectors
+
+    old = ModelStore(home).open_current()
+    rng = np.random.default_rng(5)
+    users = Vectors(np.arange(1, 61), rng.normal(0, 1, (60, 8)).astype(np.float32))
+    collab = Vectors(np.arange(1, 67), rng.normal(0, 1, (66, 8)).astype(np.float32))
+    write_planted_version(home, users, collab, visual_vectors(old), [r[:3] for r in planted_data[0]])
+    return home
+
+
+def test_likes_alone_are_scored_by_who_liked_them(uninformed_home):
+    rec = Recommender.load(uninformed_home)
+    liked = [2, 7, 11]
+    hits = rec.recommend_for(liked=liked, n=10)
+    assert set(ids(hits)) <= COMEDY - set(liked)
+    # each "because" is the liked movie whose likers liked the recommendation most
+    part = rec._co_ratings()[0].contributions(liked)
+    cols = np.searchsorted(rec._co_ratings()[0].movie_ids, hits.movie_ids)
+    assert hits.because.tolist() == [liked[t] for t in np.argmax(part[:, cols], axis=0)]
+    np.testing.assert_allclose(hits.scores, part[:, cols].sum(axis=0), rtol=1e-5)
+    # ratings keep the fold-in (here: a ranking model that knows nothing)
+    folded = rec.recommend_for(ratings={m: 5 for m in liked}, n=10)
+    assert ids(folded) != ids(hits)
+
+
+def test_likes_alone_under_visual_weight_1_are_ranked_by_look(uninformed_home):
+    rec = Recommender.load(uninformed_home)
+    liked = [34, 45, 52]
+    hits = rec.recommend_for(liked=liked, n=20, visual_weight=1.0)
+    taste = rec._visitor_taste(rec._visitor(None, liked))
+    others = np.array([m for m in range(1, 67) if m not in liked])
+    v = rec.visual.subset(others).values
+    cos = (v / np.linalg.norm(v, axis=1, keepdims=True)) @ taste
+    assert ids(hits) == others[np.argsort(-cos, kind="stable")][:20].tolist()
+    assert set(ids(hits)[:10]) <= HORROR
+    looks = rec.recommend_for(liked=liked, n=5, visual_weight=1.0).because
+    near = [liked[int(np.argmax([rec.visual.get(m) @ rec.visual.get(x) /
+                                 np.linalg.norm(rec.visual.get(m)) / np.linalg.norm(rec.visual.get(x))
+                                 for x in liked]))] for m in ids(hits)[:5]]
+    assert looks.tolist() == near
+
+
 def test_never_a_movie_given_and_n_is_kept(home):
     rec = Recommender.load(home)
     given = {m: 5 for m in range(1, 25)}
