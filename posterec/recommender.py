@@ -465,17 +465,14 @@ class Recommender:
         if w == 0.0 or taste is None or looks is None:
             cols, final = order[:n], score[order[:n]]
         else:
-            # one product: every poster against the taste and against each liked poster
-            queries = np.vstack([taste[None, :], looks[np.searchsorted(co.movie_ids, liked)]])
-            cos = _cosines(looks, has, queries)
             pool = order[: max(RERANK_POOL, 20 * n)]
-            blended = (1.0 - w) * _z(score[pool]) + w * _z(cos[pool, 0])
+            blended = (1.0 - w) * _z(score[pool]) + w * _z(_cosines(looks[pool], has[pool], taste))
             pick = np.argsort(-blended, kind="stable")[:n]
             cols, final = pool[pick], blended[pick]
         share = part[:, cols] / np.maximum(part[:, cols].sum(axis=0, keepdims=True), 1e-12)
         why = (1.0 - w) * share
         if w > 0.0 and looks is not None and taste is not None:
-            why = why + w * cos[cols, 1:].T
+            why = why + w * (looks[cols] @ looks[np.searchsorted(co.movie_ids, liked)].T).T
         because = np.where(why.max(axis=0) > 0, liked[np.argmax(why, axis=0)], -1)
         return Hits(co.movie_ids[cols], final.astype(np.float32), because.astype(np.int64))
 
@@ -556,12 +553,12 @@ class Recommender:
         return [self.movie(m) for m in wall.deal(n, int(seed), exclude)]
 
 
-def _cosines(looks: np.ndarray, has: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """(movies, len(queries)) cosines of the unit posters ``looks`` to unit ``queries``; a movie
-    with no poster gets the mean of the others (neither pushed nor sunk by its look)."""
-    out = (looks @ np.asarray(queries, np.float32).T).astype(np.float64)
+def _cosines(looks: np.ndarray, has: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Cosines of the unit posters ``looks`` to the unit ``query``; a movie with no poster gets
+    the mean of the others (neither pushed nor sunk by its look)."""
+    out = (looks @ np.asarray(query, np.float32)).astype(np.float64)
     if has.any() and not has.all():
-        out[~has] = out[has].mean(axis=0)
+        out[~has] = out[has].mean()
     return out
 
 
