@@ -78,35 +78,45 @@ def main() -> int:
                 f"ray, {args.cpus} workers x 1 CPU": RayEmbedder(config, RayConfig(workers=args.cpus, cpus_per_worker=1),
                                                                   cache_dir=cache)}
     rates: dict[str, list[float]] = {k: [] for k in variants}
+    firsts: dict[str, list[float]] = {k: [] for k in variants}   # s until the first batch came back
+    steady: dict[str, list[float]] = {k: [] for k in variants}   # img/s after it
     loads: dict[str, list[float]] = {k: [] for k in variants}
     vectors: dict[str, np.ndarray] = {}
     for r in range(args.repeats):
         for name, embedder in variants.items():
+            first: list = []
             t = time.perf_counter()
-            idx, values, errors = embedder.embed_files(paths, progress=False)
+            idx, values, errors = embedder.embed_files(
+                paths, progress=False, on_batch=lambda i, v: first or first.extend([time.perf_counter(), len(i)]))
             wall = time.perf_counter() - t
             rates[name].append(len(idx) / wall)
+            firsts[name].append(first[0] - t)
+            steady[name].append((len(idx) - first[1]) / max(1e-9, t + wall - first[0]))
             loads[name].append(os.getloadavg()[0])
             print(f"  run {r + 1} {name:<40} {len(idx):>5} img in {wall:6.1f} s = {rates[name][-1]:6.1f} img/s "
-                  f"(load {loads[name][-1]:.1f}){f', {len(errors)} unusable' if errors else ''}", flush=True)
+                  f"(first batch at {firsts[name][-1]:.1f} s, then {steady[name][-1]:.1f} img/s; load {loads[name][-1]:.1f}){f', {len(errors)} unusable' if errors else ''}", flush=True)
             vectors.setdefault(name, np.zeros((len(paths), values.shape[1]), np.float32))[idx] = values
     ray.shutdown()
     load_end = os.getloadavg()
     base = next(iter(variants))
     med = {k: statistics.median(v) for k, v in rates.items()}
     print(f"\nray.init (local instance, {args.cpus} CPUs): {init_s:.1f} s, not in the rates below")
-    print(f"  {'engine':<40} {'posters':>7} {'img/s median':>12} {'vs local':>9} {'max |diff| vs local':>20} load")
+    print(f"  {'engine':<40} {'posters':>7} {'img/s median':>12} {'vs local':>9} {'1st batch s':>11} "
+          f"{'img/s after':>11} {'max |diff| vs local':>20} load")
     diffs = {}
     for name in variants:
         diffs[name] = float(np.abs(vectors[name] - vectors[base]).max())
-        print(f"  {name:<40} {len(paths):>7} {med[name]:12.1f} {med[name] / med[base]:8.2f}x {diffs[name]:20.2e} "
+        print(f"  {name:<40} {len(paths):>7} {med[name]:12.1f} {med[name] / med[base]:8.2f}x "
+              f"{statistics.median(firsts[name]):11.1f} {statistics.median(steady[name]):11.1f} {diffs[name]:20.2e} "
               f"{statistics.median(loads[name]):.1f}")
     print(f"  runs: " + "; ".join(f"{k}: {', '.join(f'{x:.1f}' for x in v)}" for k, v in rates.items()))
     print(f"load avg {load_start[0]:.1f} at start, {load_end[0]:.1f} at end, on {env['cores']} cores")
     result = {**env, "ray": ray.__version__, "tf": tf.__version__, "n_posters": len(paths), "cpus": args.cpus,
               "backbone": config.backbone, "alpha": float(config.alpha), "batch_size": config.batch_size,
               "ray_init_s": round(init_s, 2), "img_s": {k: [round(x, 2) for x in v] for k, v in rates.items()},
-              "median_img_s": {k: round(v, 2) for k, v in med.items()}, "max_abs_diff_vs_local": diffs,
+              "median_img_s": {k: round(v, 2) for k, v in med.items()},
+              "first_batch_s": {k: [round(x, 2) for x in v] for k, v in firsts.items()},
+              "img_s_after_first_batch": {k: [round(x, 2) for x in v] for k, v in steady.items()}, "max_abs_diff_vs_local": diffs,
               "load_start": [round(x, 2) for x in load_start], "load_end": [round(x, 2) for x in load_end],
               "load_per_variant": loads}
     print(f"appended to {record('embed_engines', result).relative_to(ROOT)}")
