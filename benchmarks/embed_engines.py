@@ -51,8 +51,8 @@ def main() -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH")] if p)
     import numpy as np
     import tensorflow as tf
-
     from common import machine, record
+
     from vision_model import PosterEmbedder, VisionConfig
     from vision_model.cluster import FORWARDED_ENV, RayConfig, RayEmbedder
 
@@ -72,7 +72,7 @@ def main() -> int:
              runtime_env={"env_vars": {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}})
     init_s = time.perf_counter() - t
     ray.data.DataContext.get_current().enable_progress_bars = False
-    variants = {"local (1 process, TFLite x%d threads)" % args.cpus: local,
+    variants = {f"local (1 process, TFLite x{args.cpus} threads)": local,
                 f"ray, 1 worker x {args.cpus} CPUs": RayEmbedder(config, RayConfig(workers=1, cpus_per_worker=args.cpus),
                                                                   cache_dir=cache),
                 f"ray, {args.cpus} workers x 1 CPU": RayEmbedder(config, RayConfig(workers=args.cpus, cpus_per_worker=1),
@@ -85,9 +85,13 @@ def main() -> int:
     for r in range(args.repeats):
         for name, embedder in variants.items():
             first: list = []
+
+            def on_batch(i, v, first=first):
+                if not first:
+                    first.extend([time.perf_counter(), len(i)])
+
             t = time.perf_counter()
-            idx, values, errors = embedder.embed_files(
-                paths, progress=False, on_batch=lambda i, v: first or first.extend([time.perf_counter(), len(i)]))
+            idx, values, errors = embedder.embed_files(paths, progress=False, on_batch=on_batch)
             wall = time.perf_counter() - t
             rates[name].append(len(idx) / wall)
             firsts[name].append(first[0] - t)
@@ -109,7 +113,7 @@ def main() -> int:
         print(f"  {name:<40} {len(paths):>7} {med[name]:12.1f} {med[name] / med[base]:8.2f}x "
               f"{statistics.median(firsts[name]):11.1f} {statistics.median(steady[name]):11.1f} {diffs[name]:20.2e} "
               f"{statistics.median(loads[name]):.1f}")
-    print(f"  runs: " + "; ".join(f"{k}: {', '.join(f'{x:.1f}' for x in v)}" for k, v in rates.items()))
+    print("  runs: " + "; ".join(f"{k}: {', '.join(f'{x:.1f}' for x in v)}" for k, v in rates.items()))
     print(f"load avg {load_start[0]:.1f} at start, {load_end[0]:.1f} at end, on {env['cores']} cores")
     result = {**env, "ray": ray.__version__, "tf": tf.__version__, "n_posters": len(paths), "cpus": args.cpus,
               "backbone": config.backbone, "alpha": float(config.alpha), "batch_size": config.batch_size,

@@ -15,9 +15,8 @@ import os
 
 import numpy as np
 import pytest
-
-from test_vision_model_cli import CORRUPT, plant_posters  # noqa: E402
-from test_vision_model_embed import Entry, keras_home, poster_bytes, write_entry  # noqa: E402,F401
+from test_vision_model_cli import CORRUPT, plant_posters
+from test_vision_model_embed import Entry, keras_home, poster_bytes, write_entry  # noqa: F401
 
 ATOL = 1e-6
 
@@ -46,7 +45,7 @@ def fixture_posters(folder, n=12):
     return entries + [write_entry(folder, n + 1, b"<html>not a poster</html>")]
 
 
-CONFIG = dict(backbone="MobileNetV2", alpha=0.35, weights="imagenet", batch_size=2)
+CONFIG = {"backbone": "MobileNetV2", "alpha": 0.35, "weights": "imagenet", "batch_size": 2}
 
 
 # -- what the workers run, without Ray ----------------------------------------------------------

@@ -69,7 +69,7 @@ def import_ray():
     """``ray`` and ``ray.data``, or an error that names the extra to install."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as exc:
         from catalog import PosterecError
 
@@ -153,7 +153,7 @@ class EmbedBatch:
         for k, (url, sha) in enumerate(zip(batch["url"], batch["sha256"])):
             try:
                 data = read_url(str(url))
-            except Exception as exc:  # one bad poster is recorded, the run goes on
+            except Exception as exc:  # noqa: BLE001 - one bad poster is recorded, the run goes on
                 errors[k] = f"cannot read {url} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
                 continue
             got = hashlib.sha256(data).hexdigest()
@@ -196,7 +196,7 @@ class RayEmbedder:
         if ray.is_initialized():
             return False
         env = {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
-        kwargs = dict(runtime_env={"env_vars": env}, include_dashboard=False, log_to_driver=False)
+        kwargs = {"runtime_env": {"env_vars": env}, "include_dashboard": False, "log_to_driver": False}
         address = self.engine.address or os.environ.get("RAY_ADDRESS")
         if address:
             ray.init(address=address, **kwargs)

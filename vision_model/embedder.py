@@ -203,9 +203,10 @@ class PosterEmbedder:
     @property
     def tflite_content(self) -> bytes:
         """The TFLite flatbuffer this embedder runs (runtime tflite, calibrated)."""
-        if not isinstance(self._infer, _TFLiteRunner):
-            raise ValueError(f"runtime {self.runtime!r} has no TFLite model" if self.runtime != "tflite"
-                             else "the int8 model is not calibrated yet: call prepare(paths) first")
+        if self.runtime != "tflite":
+            raise ValueError(f"runtime {self.runtime!r} has no TFLite model")
+        if self._infer is None:
+            raise ValueError("the int8 model is not calibrated yet: call prepare(paths) first")
         return self._infer.content
 
     def prepare(self, paths) -> None:
