@@ -19,7 +19,7 @@ endif
 $(BIN)/posterec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,report]"
+	$(BIN)/pip install --quiet -e ".[test,report,cluster]"
 	touch $@
 
 venv: $(BIN)/posterec

@@ -208,8 +208,14 @@ class EmbedSummary:
     strangers: list[int]
 
 
-def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = True) -> EmbedSummary:
-    """Embed the poster store's usable posters of ``dataset`` into a new version's ``visual`` artifact."""
+def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = True,
+          engine=None, posters_url: str | None = None) -> EmbedSummary:
+    """Embed the poster store's usable posters of ``dataset`` into a new version's ``visual`` artifact.
+
+    ``engine`` (a `vision_model.cluster.RayConfig`) runs the model on Ray instead of in this
+    process; its workers read each poster under ``posters_url`` (a shared folder or an object-store
+    URI holding the store's files; default: the store's own folder, which they must then see).
+    The cache, the version and its manifest are the same either way."""
     from catalog import DatasetError, load_movies
     from posters import PosterStore
     from vision_model import embed_posters
@@ -228,7 +234,19 @@ def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = 
     if not entries:
         raise DatasetError(f"no ok posters for {dataset} in {store.dir}: run `posterec scrape-posters "
                            f"--dataset {dataset}` or `posterec import-posters DIR --dataset {dataset}` first")
-    result = embed_posters(entries, config, cache_dir=home / "cache" / "embeddings", runtime=runtime)
+    cache_dir = home / "cache" / "embeddings"
+    if engine is None:
+        result = embed_posters(entries, config, cache_dir=cache_dir, runtime=runtime)
+    else:
+        from vision_model.cluster import RayEmbedder, poster_url
+
+        try:
+            remote = [e._replace(path=poster_url(e.path, store.dir, posters_url)) for e in entries]
+        except ValueError as exc:
+            raise DatasetError(f"{exc}; --posters-url names the folder that holds {store.dir}'s files") from None
+        embedder = RayEmbedder(config, engine, runtime=runtime, cache_dir=cache_dir,
+                               sha256={str(e.path): e.sha256 for e in remote})
+        result = embed_posters(remote, config, cache_dir=cache_dir, embedder=embedder, progress=progress)
     if len(result.vectors) == 0:
         raise DatasetError(f"none of the {len(entries)} posters of {dataset} could be decoded "
                            f"(first: movie {result.failed[0].movie_id}: {result.failed[0].error})")
@@ -244,6 +262,7 @@ def embed(home, dataset: str, config, runtime: str = "tflite", progress: bool = 
             **config.to_dict(), "dataset": dataset, "dim": result.vectors.dim, "n": len(result.vectors),
             "cache_key": config.cache_key(), "runtime": runtime, "n_catalogue": len(catalogue),
             "missing": missing, "failed": [{"movie_id": f.movie_id, "error": f.error} for f in result.failed],
+            **({} if engine is None else {"engine": {"name": "ray", **engine.to_dict(), "posters_url": posters_url}}),
         })
         writer.manifest.setdefault("dataset", dataset)
     return EmbedSummary(models.open_current(), result, len(catalogue), missing, strangers)

@@ -44,17 +44,24 @@ class EmbedResult:
 
 def describe_failure(path: str | os.PathLike) -> str:
     """Why a poster file could not be used, in words (Pillow's view of it)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with open(path, "rb") as fh:
-            head = fh.read(16)
+            data = fh.read()
     except OSError as exc:
         return f"cannot read the file ({exc.strerror or exc})"
-    if not head:
+    return describe_bytes(data)
+
+
+def describe_bytes(data: bytes) -> str:
+    """Why a poster's encoded bytes could not be used, in words (Pillow's view of them)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
         return "empty file"
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()
             if img.width < 1 or img.height < 1:
                 return "image has no pixels"
@@ -108,9 +115,9 @@ class _TFLiteRunner:
     ~2-3x faster than TensorFlow for these small CNNs; float gives the same vectors to float
     rounding (the benchmark checks cosine >= 0.99). The converted model is cached in ``cache_file``."""
 
-    def __init__(self, infer, cache_file: Path | None, threads: int | None, calibration: np.ndarray | None = None):
-        content = None
-        if cache_file is not None and cache_file.exists():
+    def __init__(self, infer, cache_file: Path | None, threads: int | None, calibration: np.ndarray | None = None,
+                 content: bytes | None = None):
+        if content is None and cache_file is not None and cache_file.exists():
             content = cache_file.read_bytes()
         if content is None:
             content = convert_tflite(infer, calibration)
@@ -119,10 +126,12 @@ class _TFLiteRunner:
                 tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
                 tmp.write_bytes(content)
                 os.replace(tmp, cache_file)
+        self.content = content
         self.interpreter = _interpreter_class()(model_content=content, num_threads=threads or os.cpu_count() or 1)
         self.interpreter.allocate_tensors()
         self._in = self.interpreter.get_input_details()[0]["index"]
-        self._out = self.interpreter.get_output_details()[0]["index"]
+        out = self.interpreter.get_output_details()[0]
+        self._out, self.dim = out["index"], int(out["shape"][-1])
 
     def __call__(self, images) -> np.ndarray:
         self.interpreter.set_tensor(self._in, np.ascontiguousarray(images, np.float32))
@@ -142,25 +151,34 @@ class PosterEmbedder:
     activations, calibrated on ``calibration`` images, else on the first `CALIBRATION_IMAGES`
     images this embedder is given; with a ``cache_dir`` the calibrated model is cached, so later
     runs reuse it and give the same vectors.
+    ``tflite`` (the `tflite_content` of another embedder of the same config) runs that
+    flatbuffer instead of converting one, e.g. in a cluster worker: the same model everywhere.
     """
 
     def __init__(self, config: VisionConfig, model=None, runtime: str = "tflite",
                  cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                 calibration: np.ndarray | None = None):
+                 calibration: np.ndarray | None = None, tflite: bytes | None = None):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
         if config.quantize != "none" and runtime != "tflite":
             raise ValueError(f"quantize={config.quantize!r} needs runtime 'tflite', got {runtime!r}")
+        if tflite is not None and runtime != "tflite":
+            raise ValueError(f"a TFLite model needs runtime 'tflite', got {runtime!r}")
         self.config = config
-        self.model = model if model is not None else build_embedder(config)
-        self.dim = int(self.model.output_shape[-1])
         self.n_images = 0  # images run through the model so far
-        size, batch = config.image_size, config.batch_size
-        spec = tf.TensorSpec((batch, size, size, 3), tf.float32)
-        self._fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
         self.runtime = runtime
         self._threads = threads
         self._cache_file = None
+        if tflite is not None:  # the flatbuffer holds the whole model: no Keras model is built
+            self.model, self._fn = model, None
+            self._infer = _TFLiteRunner(None, None, threads, content=bytes(tflite))
+            self.dim = self._infer.dim
+            return
+        self.model = model if model is not None else build_embedder(config)
+        self.dim = int(self.model.output_shape[-1])
+        size, batch = config.image_size, config.batch_size
+        spec = tf.TensorSpec((batch, size, size, 3), tf.float32)
+        self._fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
         if runtime == "tflite" and cache_dir is not None and model is None:
             self._cache_file = Path(cache_dir) / "tflite" / f"{config.cache_key()}-b{batch}.tflite"
         self._infer = None
@@ -181,6 +199,26 @@ class PosterEmbedder:
         if self._infer is None:
             calib = np.asarray(images, np.float32)[:CALIBRATION_IMAGES]
             self._infer = _TFLiteRunner(self._fn, self._cache_file, self._threads, calib)
+
+    @property
+    def tflite_content(self) -> bytes:
+        """The TFLite flatbuffer this embedder runs (runtime tflite, calibrated)."""
+        if self.runtime != "tflite":
+            raise ValueError(f"runtime {self.runtime!r} has no TFLite model")
+        if self._infer is None:
+            raise ValueError("the int8 model is not calibrated yet: call prepare(paths) first")
+        return self._infer.content
+
+    def prepare(self, paths) -> None:
+        """Calibrate an int8 model on the first `CALIBRATION_IMAGES` of ``paths`` if it needs it."""
+        if not self.needs_calibration or not paths:
+            return
+        cfg = self.config
+        first = poster_dataset([str(p) for p in paths[:CALIBRATION_IMAGES]], cfg.image_size, cfg.policy,
+                               cfg.batch_size)
+        images = [x.numpy() for _, x in first]
+        if images:
+            self.calibrate(np.concatenate(images))
 
     def _run(self, images: tf.Tensor) -> np.ndarray:
         n = int(images.shape[0])
@@ -207,11 +245,7 @@ class PosterEmbedder:
         ``on_batch(indices, values)`` is called after each batch."""
         paths = [str(p) for p in paths]
         cfg = self.config
-        if self.needs_calibration and paths:
-            first = poster_dataset(paths[:CALIBRATION_IMAGES], cfg.image_size, cfg.policy, cfg.batch_size)
-            images = [x.numpy() for _, x in first]
-            if images:
-                self.calibrate(np.concatenate(images))
+        self.prepare(paths)
         indices, values = [], []
         with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
             for idx, images in poster_dataset(paths, cfg.image_size, cfg.policy, cfg.batch_size):
@@ -225,6 +259,21 @@ class PosterEmbedder:
         vals = np.concatenate(values) if values else np.zeros((0, self.dim), np.float32)
         errors = {i: describe_failure(paths[i]) for i in sorted(set(range(len(paths))) - set(idx.tolist()))}
         return idx.astype(np.int64), vals.astype(np.float32), errors
+
+
+    def embed_encoded(self, blobs) -> tuple[np.ndarray, np.ndarray]:
+        """Encoded posters (bytes) -> ``(indices int64 (k,), values float32 (k, dim))`` of the
+        decodable ones, through the same decode as `embed_files` (`images.encoded_dataset`)."""
+        from .images import encoded_dataset
+
+        cfg = self.config
+        indices, values = [], []
+        for idx, images in encoded_dataset(list(blobs), cfg.image_size, cfg.policy, cfg.batch_size):
+            indices.append(idx.numpy())
+            values.append(self._run(images))
+        idx = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+        vals = np.concatenate(values) if values else np.zeros((0, self.dim), np.float32)
+        return idx.astype(np.int64), vals.astype(np.float32)
 
 
 class _Checkpoint:

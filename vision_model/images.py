@@ -77,7 +77,23 @@ def poster_dataset(paths: list[str], size: int, policy: str, batch_size: int,
     def one(i, path):
         return i, load(tf.io.read_file(path), size, policy, slack)
 
-    ds = ds.map(one, num_parallel_calls=os.cpu_count() or 1, deterministic=True)
+    return _batched(ds.map(one, num_parallel_calls=os.cpu_count() or 1, deterministic=True), batch_size)
+
+
+def encoded_dataset(blobs: list[bytes], size: int, policy: str, batch_size: int,
+                    slack: float = DCT_SLACK) -> tf.data.Dataset:
+    """`poster_dataset` for posters already read (encoded bytes, e.g. from an object store):
+    the same decode and `fit`, so the same images. Undecodable ones are left out."""
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(blobs), dtype=tf.int64),
+                                             tf.constant(list(blobs), tf.string)))
+
+    def one(i, data):
+        return i, load(data, size, policy, slack)
+
+    return _batched(ds.map(one, num_parallel_calls=os.cpu_count() or 1, deterministic=True), batch_size)
+
+
+def _batched(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
     ds = ds.ignore_errors()  # a bad file is dropped here; its index is missing downstream
     ds = ds.batch(batch_size).prefetch(2)
     # Fixed parallelism instead of AUTOTUNE: same speed here, and an autotuned iterator can

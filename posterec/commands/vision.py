@@ -36,6 +36,17 @@ def register(sub) -> None:
                    help="poster aspect ratio: pad (keep the whole poster, default) or center-crop")
     p.add_argument("--runtime", choices=("tflite", "keras"), default="tflite",
                    help="inference runtime (default: tflite, same vectors, faster on CPU)")
+    g = p.add_argument_group("cluster", "--engine ray: batch inference on Ray Data (pip install 'posterec[cluster]')")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (default); ray: one model per Ray worker, same vectors and cache")
+    g.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="Ray cluster to join (ray://HEAD:10001 or auto; default: $RAY_ADDRESS, else a local instance)")
+    g.add_argument("--posters-url", metavar="URL", default=None,
+                   help="where the workers read the store's poster files: a shared folder (NFS) or an object-store "
+                        "URI such as s3://bucket/posters/ml-1m (default: the store's own folder)")
+    g.add_argument("--workers", type=positive_int, default=1, help="model replicas (Ray actors; default: 1)")
+    g.add_argument("--cpus-per-worker", type=positive_int, default=1,
+                   help="CPUs (and TFLite threads) of each replica (default: 1)")
     p.set_defaults(func=run_embed)
 
     p = sub.add_parser("lookalike", help="movies whose posters look most like this one's")
@@ -62,7 +73,12 @@ def run_embed(args) -> int:
     from ..pipeline import embed
 
     config = vision_config(args)
-    s = embed(args.home, args.dataset, config, runtime=args.runtime)
+    engine = None
+    if args.engine == "ray":
+        from vision_model.cluster import RayConfig
+
+        engine = RayConfig(address=args.ray_address, workers=args.workers, cpus_per_worker=args.cpus_per_worker)
+    s = embed(args.home, args.dataset, config, runtime=args.runtime, engine=engine, posters_url=args.posters_url)
     if s.strangers:
         log.warning("%d posters are for movies not in %s (ignored): %s", len(s.strangers), args.dataset, s.strangers[:10])
     r = s.result
