@@ -10,6 +10,7 @@ why it lives in ``posterec``. Heavy imports (TensorFlow) happen inside `train` a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,6 +191,9 @@ def train(home, dataset: str, split: str = "none", seed: int = 0, test_pairs=Non
     announce(f"training text_model ({cfg.name}) on {data.name}{where}: {len(chosen.train)} train / "
              f"{len(chosen.test)} test ratings ({chosen.name}, seed {chosen.seed})")
     tm = fit_text_model(data, chosen.train, cfg, seed=seed, verbose=verbose, distribution=dist)
+    if dist.backup_dir is not None:
+        with contextlib.suppress(OSError):
+            dist.backup_dir.parent.rmdir()  # empty once every task's backup is gone
     if not dist.is_chief:
         return _worker_done(tm, dist, announce)
     metrics = {"fit_seconds": round(tm.fit_seconds, 2)}
