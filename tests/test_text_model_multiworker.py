@@ -190,6 +190,7 @@ def one_process(planted):
     return result.metrics["rmse"]
 
 
+@pytest.mark.slow
 def test_two_workers_train_like_one_process_and_only_the_chief_writes(planted, one_process, tmp_path):
     home = _copy_home(planted, "two")
     procs = _start(_train_argv(home, planted[1]), tmp_path)
@@ -222,6 +223,7 @@ def _backed_up(home: Path, epoch: int) -> bool:
         return False  # being written
 
 
+@pytest.mark.slow
 def test_a_job_that_lost_a_worker_resumes_from_the_backups(planted, one_process, tmp_path):
     home = _copy_home(planted, "resume")
     epochs = EPOCHS
@@ -274,6 +276,7 @@ print("WEIGHTS", json.dumps([float(np.ravel(w)[0]) for w in model.get_weights()]
 """
 
 
+@pytest.mark.slow
 def test_one_sgd_step_on_two_workers_moves_the_weights_as_one_process(tmp_path):
     """y = 3x + 1 on x = 0..7, from w = 1, b = 0, SGD at 0.01 with L2 0.5 on w, one batch of 8:
     d(mse)/dw = mean(2 (x - 3x - 1) x) = -77, d(mse)/db = mean(2 (-2x - 1)) = -16, d(L2)/dw = 1,
