@@ -226,9 +226,9 @@ def _worker_done(tm, dist, announce) -> TrainResult:
     that it then throws away, and waits for the chief. It writes no version."""
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix=f"posterec-{dist.cluster.task}-") as tmp:
-        with ModelStore(tmp).new_version(base=None) as writer:
-            tm.save(writer)
+    with tempfile.TemporaryDirectory(prefix=f"posterec-{dist.cluster.task}-") as tmp, \
+            ModelStore(tmp).new_version(base=None) as writer:
+        tm.save(writer)
     dist.barrier()
     announce(f"{dist.cluster.task}: trained; the chief writes the model version")
     return TrainResult(None, {"fit_seconds": round(tm.fit_seconds, 2)})

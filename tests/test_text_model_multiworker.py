@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from text_model_helpers import TINY
 
 from catalog import ModelStore, fetch_dataset
 from text_model.distribute import DistributeError, parse_cluster
-from text_model_helpers import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 300  # seconds for one two-worker run; measured about 60-120 s on 2 loaded cores
@@ -120,10 +120,9 @@ def _start(argv, logs: Path, n=2):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(n)]
     procs = []
     for i in range(n):
-        out = open(logs / f"worker-{i}.log", "w")
-        procs.append(subprocess.Popen([sys.executable, *argv], env=_env(_tf_config(workers, index=i)), cwd=REPO,
-                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
-        out.close()
+        with open(logs / f"worker-{i}.log", "w") as out:
+            procs.append(subprocess.Popen([sys.executable, *argv], env=_env(_tf_config(workers, index=i)), cwd=REPO,
+                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
     return procs
 
 
