@@ -10,6 +10,7 @@ why it lives in ``posterec``. Heavy imports (TensorFlow) happen inside `train` a
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,32 +154,48 @@ def movies_of(home: Path, version: ModelVersion):
 # -- train ---------------------------------------------------------------------------------------
 @dataclass
 class TrainResult:
-    version: ModelVersion
+    version: ModelVersion | None  # None on a multiworker task that is not the chief: it writes none
     metrics: dict = field(default_factory=dict)
 
 
 def train(home, dataset: str, split: str = "none", seed: int = 0, test_pairs=None, config: str = "best",
-          epochs: int | None = None, verbose: int = 2, announce=print) -> TrainResult:
+          epochs: int | None = None, verbose: int = 2, announce=print, strategy: str = "default",
+          checkpoint_dir=None) -> TrainResult:
     """Fit the rating and ranking models on ``split``'s training part and write a new version.
 
     ``split="none"`` trains on every rating (a model for use); any other split, or ``test_pairs``,
     makes an evaluation model (``purpose: evaluation`` in the manifest) that knows only its
     training ratings, its seen set included.
+
+    ``strategy`` (`text_model.distribute.STRATEGIES`): ``multiworker`` trains the rating model on
+    the cluster of ``$TF_CONFIG``, backing its state up under ``checkpoint_dir`` (default: under
+    ``home/checkpoints``); the chief alone fits the ranking model and writes the version.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from catalog import load_dataset, make_split
     from text_model import get_config
     from text_model.artifacts import save_trained
+    from text_model.distribute import checkpoint_root, make_distribution
     from text_model.evaluation import rating_metrics
     from text_model.trainer import fit_text_model
 
     home = Path(home)
+    cfg = get_config(config).with_overrides(epochs=epochs)
+    if strategy == "multiworker" and checkpoint_dir is None:
+        checkpoint_dir = checkpoint_root(home, {"dataset": dataset, "split": split, "seed": seed,
+                                                "test_pairs": str(test_pairs), "config": cfg.to_dict()})
+    dist = make_distribution(strategy, checkpoint_dir)  # before any other TensorFlow op
     data = load_dataset(home, dataset)
     chosen = make_split(data.ratings, split, seed, test_pairs=test_pairs)
-    cfg = get_config(config).with_overrides(epochs=epochs)
-    announce(f"training text_model ({cfg.name}) on {data.name}: {len(chosen.train)} train / "
+    where = "" if dist.cluster is None else f" as {dist.cluster.task} of {dist.n_workers} workers"
+    announce(f"training text_model ({cfg.name}) on {data.name}{where}: {len(chosen.train)} train / "
              f"{len(chosen.test)} test ratings ({chosen.name}, seed {chosen.seed})")
-    tm = fit_text_model(data, chosen.train, cfg, seed=seed, verbose=verbose)
+    tm = fit_text_model(data, chosen.train, cfg, seed=seed, verbose=verbose, distribution=dist)
+    if dist.backup_dir is not None:
+        with contextlib.suppress(OSError):
+            dist.backup_dir.parent.rmdir()  # empty once every task's backup is gone
+    if not dist.is_chief:
+        return _worker_done(tm, dist, announce)
     metrics = {"fit_seconds": round(tm.fit_seconds, 2)}
     if len(chosen.test):
         known = np.isin(chosen.test["user_id"].to_numpy(), tm.vocab.user_ids) & \
@@ -187,15 +204,34 @@ def train(home, dataset: str, split: str = "none", seed: int = 0, test_pairs=Non
         if len(test):
             metrics.update(rating_metrics(tm, test["user_id"], test["movie_id"], test["rating"]))
     store = ModelStore(home)
-    with store.new_version() as writer:
-        if writer.manifest.get("dataset") not in (None, data.name):
-            for key in ("visual", "cold_start", "index"):  # posters of another dataset
-                writer.drop(key)
-            writer.manifest["stages"].pop("embed", None)
-            writer.manifest["stages"].pop("build-index", None)
-        writer.start_stage("train")
-        save_trained(writer, tm, data, chosen, metrics, home)
+    try:
+        with store.new_version() as writer:
+            if writer.manifest.get("dataset") not in (None, data.name):
+                for key in ("visual", "cold_start", "index"):  # posters of another dataset
+                    writer.drop(key)
+                writer.manifest["stages"].pop("embed", None)
+                writer.manifest["stages"].pop("build-index", None)
+            writer.start_stage("train")
+            save_trained(writer, tm, data, chosen, metrics, home)
+            if dist.strategy is not None:
+                writer.manifest["stages"]["train"]["strategy"] = {"name": dist.name, "workers": dist.n_workers}
+    finally:
+        dist.barrier()  # the other workers wait here for the version (or the chief's failure)
     return TrainResult(store.open_current(), metrics)
+
+
+def _worker_done(tm, dist, announce) -> TrainResult:
+    """A multiworker task that is not the chief: it saves the network as the chief does (saving
+    reads the distributed variables, which may take part in collectives), into a temporary store
+    that it then throws away, and waits for the chief. It writes no version."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"posterec-{dist.cluster.task}-") as tmp, \
+            ModelStore(tmp).new_version(base=None) as writer:
+        tm.save(writer)
+    dist.barrier()
+    announce(f"{dist.cluster.task}: trained; the chief writes the model version")
+    return TrainResult(None, {"fit_seconds": round(tm.fit_seconds, 2)})
 
 
 # -- embed ---------------------------------------------------------------------------------------

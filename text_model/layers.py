@@ -9,6 +9,12 @@ PACKAGE = "text_model"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+def squared_error(y_true, y_pred):
+    """Per-rating squared error: Keras averages it over the batch (``"mse"`` on 1-D ratings)."""
+    return ops.square(ops.subtract(y_pred, ops.cast(y_true, y_pred.dtype)))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class TableLookup(layers.Layer):
     """Row ``i`` of a constant int32 table (per-user or per-movie features), saved with the model."""
 

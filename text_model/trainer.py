@@ -13,18 +13,23 @@ from catalog import Interactions
 
 from . import memory
 from .config import TextModelConfig
+from .distribute import Distribution
 from .model import TextModel
 from .ranking import ranking_for
 from .vocabulary import Vocabulary
 
 
 def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbose: int = 1,
-                   run_eagerly: bool = False, memory_budget: float | None = None) -> TextModel:
+                   run_eagerly: bool = False, memory_budget: float | None = None,
+                   distribution: Distribution | None = None) -> TextModel:
     """Fit on the ``train`` ratings of ``dataset``; a slice of them is held out for validation.
 
     Refuses first (`text_model.memory.MemoryBudgetError`, one line) a run whose estimated peak
     memory exceeds ``memory_budget`` bytes (default: what the machine has available).
     ``run_eagerly`` skips graph tracing (seconds): only worth it for tiny data such as tests.
+    ``distribution`` (`text_model.distribute`, default: one process) builds the model and its
+    optimizer under its strategy's scope, shards the input by worker and backs the training
+    state up; the ranking model is fit by its chief only.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -44,7 +49,6 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     fit = ~is_val
     keras.utils.set_random_seed(seed)
     global_mean = float(y[fit].mean())
-    model = _build(config, vocab, dataset, global_mean, (users[fit], movies[fit]))
     steps = int(np.ceil(fit.sum() / config.batch_size))
     lr = config.learning_rate
     if config.lr_decay < 1.0:
@@ -53,11 +57,15 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     from .layers import SparseAdam
 
     adam = SparseAdam if config.embedding_updates == "sparse" else keras.optimizers.Adam
-    model.compile(optimizer=adam(lr), loss="mse",
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], run_eagerly=run_eagerly)
-    # Adam's slots now, not inside the first traced step: creating variables there makes
-    # tf.function trace the whole training step twice (seconds)
-    model.optimizer.build(model.trainable_variables)
+    dist = distribution or Distribution("default")
+    with dist.scope():  # the variables: the network's, the optimizer's and the metric's
+        model = _build(config, vocab, dataset, global_mean, (users[fit], movies[fit]))
+        model.compile(optimizer=adam(lr), loss=dist.loss,
+                      metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], run_eagerly=run_eagerly)
+        # Adam's slots now, not inside the first traced step: creating variables there makes
+        # tf.function trace the whole training step twice (seconds)
+        model.optimizer.build(model.trainable_variables)
+    dist.prepare(model)
 
     def pipeline(mask, shuffle):
         # shuffle and batch row positions, then gather each batch at once: several times
@@ -71,9 +79,9 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
         def gather(rows):
             return {"user": tf.gather(u, rows), "movie": tf.gather(m, rows)}, tf.gather(r, rows)
 
-        return ds.batch(config.batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+        return dist.shard(ds.batch(config.batch_size).map(gather).prefetch(tf.data.AUTOTUNE))
 
-    callbacks, val = [_EpochTimer()], None
+    callbacks, val = [_EpochTimer(), *dist.callbacks()], None
     if is_val.any():
         val = pipeline(is_val, False)
         if config.early_stopping_patience:
@@ -93,7 +101,8 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     ids_u, ids_m = vocab.user_ids[users], vocab.movie_ids[movies]
     train_pairs = Interactions.from_pairs(ids_u[fit], ids_m[fit], y[fit])
     val_pairs = Interactions.from_pairs(ids_u[is_val], ids_m[is_val], y[is_val]) if is_val.any() else None
-    tm.ranking = ranking_for(config, seed).fit(tm.rating_vectors(), train_pairs, val_pairs)
+    if dist.is_chief:  # a closed-form SVD of the training matrix, in numpy: not distributed
+        tm.ranking = ranking_for(config, seed).fit(tm.rating_vectors(), train_pairs, val_pairs)
     return tm
 
 

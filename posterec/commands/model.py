@@ -26,6 +26,13 @@ def register(sub) -> None:
                         "of overrides of them, such as the one `posterec tune` writes")
     p.add_argument("--progress", type=int, choices=[0, 1, 2], default=2,
                    help="Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch (default)")
+    p.add_argument("--strategy", choices=["default", "mirrored", "multiworker"], default="default",
+                   help="default: one process (as before); mirrored: this machine's devices; multiworker: the "
+                        "cluster in $TF_CONFIG, one process per machine started with the same command (the "
+                        "chief, or worker 0, writes the version)")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="multiworker: where each task backs its training state up every epoch, so that the "
+                        "job started again resumes (default: HOME/checkpoints/train-<run>)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="RMSE/MAE on the test split; HR@10, NDCG@10, coverage on leave-last-out",
@@ -67,7 +74,10 @@ def run_train(args) -> int:
     from ..pipeline import train
 
     result = train(args.home, args.dataset, split=args.split, seed=args.seed, test_pairs=args.test_pairs,
-                   config=args.config, epochs=args.epochs, verbose=args.progress)
+                   config=args.config, epochs=args.epochs, verbose=args.progress, strategy=args.strategy,
+                   checkpoint_dir=args.checkpoint_dir)
+    if result.version is None:  # a multiworker task other than the chief
+        return 0
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items())
     purpose = result.version.manifest.get("purpose", "use")
     print(f"model version {result.version.name} ({purpose} model): {shown}")
