@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog import (ArtifactError, Hits, Interactions, ModelStore, UnknownMovieError, UnknownUserError, Vectors)
+from catalog.movies import MovieList
 
 from . import pipeline
 from .output import MAX_N
@@ -62,9 +63,9 @@ def check_n(n) -> int:
 class Recommender:
     """Queries over one model version. Thread-safe for reads; build with `Recommender.load`."""
 
-    def __init__(self, home: Path, version, movies, *, rating=None, ranking=None, interactions=None,
+    def __init__(self, home: Path, version, movies: MovieList, *, rating=None, ranking=None, interactions=None,
                  visual: Vectors | None = None, cold=None, index=None, poster_ids=()):
-        from index import MovieIndex, MovieMetadata
+        from index import MovieIndex
 
         self.home = Path(home)
         self.model = version
@@ -80,7 +81,7 @@ class Recommender:
         self.default_visual_weight = float(built.get("visual_weight", pipeline.DEFAULT_VISUAL_WEIGHT)) \
             if self.has_posters else 0.0
         self.default_recommend_weight = DEFAULT_RECOMMEND_WEIGHT
-        self._metadata = MovieMetadata.from_movies(movies)
+        self._metadata = _metadata(movies)
         self._lock = threading.Lock()
         self._building: dict[float, threading.Event] = {}
         self._spaces: OrderedDict[float, MovieIndex] = OrderedDict()
@@ -102,12 +103,8 @@ class Recommender:
             self._popularity = dict(zip(ids.tolist(), counts.tolist()))
         self._poster_dir = self.home / "posters" / self.dataset
         with_poster = {int(m) for m in poster_ids}
-        self._info = {
-            int(m): {"movie_id": int(m), "title": str(t), "year": None if y != y or y is None else int(y),
-                     "genres": list(g), "has_poster": int(m) in with_poster}
-            for m, t, y, g in zip(movies["movie_id"], movies["title"], movies["year"].astype("float64"),
-                                  movies["genres"])
-        }
+        self._info = {m: {"movie_id": m, "title": t, "year": y, "genres": list(g), "has_poster": m in with_poster}
+                      for m, t, y, g in movies.rows()}
         self._titles_lower = [(m, d["title"].lower()) for m, d in self._info.items()]
         self._absent = [k for k, entry in version.report(verify=False).items()
                         if entry["state"] == "absent" and entry["optional"]]
@@ -116,11 +113,11 @@ class Recommender:
     @classmethod
     def load(cls, home) -> "Recommender":
         """Read the CURRENT version; a missing, damaged or foreign file is an `ArtifactError`."""
-        from index import MovieIndex, MovieMetadata
+        from index import MovieIndex
 
         home = Path(home)
         version = ModelStore(home).open_current()
-        movies = pipeline.movies_of(home, version)
+        movies = pipeline.movie_list_of(home, version)
         rating, ranking = pipeline.text_vectors(version)
         visual = pipeline.visual_vectors(version)
         if rating is None and visual is None:
@@ -138,7 +135,7 @@ class Recommender:
         index = None
         if version.has("index"):
             entry = version.stage("build-index")
-            index = MovieIndex.load(version, entry.get("index") or {}, metadata=MovieMetadata.from_movies(movies))
+            index = MovieIndex.load(version, entry.get("index") or {}, metadata=_metadata(movies))
         return cls(home, version, movies, rating=rating, ranking=ranking, interactions=interactions,
                    visual=visual, cold=cold, index=index, poster_ids=_poster_ids(home, version.manifest))
 
@@ -492,6 +489,13 @@ class Recommender:
                     self._wall = PosterWall(())
             wall = self._wall
         return [self.movie(m) for m in wall.deal(n, int(seed), exclude)]
+
+
+def _metadata(movies):
+    """The `index.MovieMetadata` (genres, years) of a `catalog.MovieList`."""
+    from index import MovieMetadata
+
+    return MovieMetadata.from_mapping({m: (g, y) for m, _, y, g in movies.rows()})
 
 
 def _poster_ids(home: Path, manifest: dict) -> set[int]:
