@@ -21,6 +21,7 @@ What a client may send, and what it gets back:
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -446,17 +447,44 @@ class AppState:
     def recommender(self) -> RecommenderLike:
         return self.current.recommender
 
-    def _check(self) -> None:
-        """Start loading the version on disk when it is not the one served (a few µs when it is)."""
+    def _changed(self) -> str | None:
+        """The version on disk when it is not the one served (nor one that failed), else None."""
         try:
             on_disk = self.watch(self.home)
         except (OSError, ValueError):
-            return
+            return None
         if on_disk is None or on_disk in (self._current.recommender.version, self._failed):
-            return
-        if not self._loading.acquire(blocking=False):
-            return  # a load is under way; the next check sees what it gave
+            return None
+        return on_disk
+
+    def _check(self) -> None:
+        """Start loading the version on disk when it is not the one served (a few µs when it is)."""
+        on_disk = self._changed()
+        if on_disk is None or not self._loading.acquire(blocking=False):
+            return  # current, or a load is under way: the next check sees what it gave
         threading.Thread(target=self._follow, args=(on_disk,), name="posterec-reload", daemon=True).start()
+
+    def start_watching(self) -> threading.Event:
+        """In the process that serves (each worker, at start-up): load the version on disk now if it
+        is not the one served (a worker forked from an older load), then look every
+        ``check_every`` s in a background thread, so that even a worker no request reaches keeps
+        up. Returns the event that stops the thread."""
+        stop = threading.Event()
+        if self.check_every < 0:
+            return stop
+        on_disk = self._changed()
+        if on_disk is not None:
+            self._loading.acquire()
+            self._follow(on_disk)
+
+        def watch() -> None:
+            while not stop.wait(self.check_every):
+                on_disk = self._changed()
+                if on_disk is not None and self._loading.acquire(blocking=False):
+                    self._follow(on_disk)
+
+        threading.Thread(target=watch, name="posterec-watch", daemon=True).start()
+        return stop
 
     def _follow(self, on_disk: str) -> None:
         try:
@@ -676,7 +704,15 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
     the rebuild status (`RebuildJob`)."""
     state = AppState(Path(home), loader or _default_loader, rebuilder or _default_rebuilder, watch=watch,
                      check_every=check_every, answer_bytes=int(answer_mb * 2**20), shared=shared)
-    app = _App(title="posterec", version="1", redoc_url=None,
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        stop = state.start_watching()  # here, in the serving process: after a fork, not before
+        try:
+            yield
+        finally:
+            stop.set()
+
+    app = _App(title="posterec", version="1", redoc_url=None, lifespan=lifespan,
                description="Movie recommendations from ratings and posters.")
     app.state.posterec = state
 
