@@ -123,7 +123,7 @@ def rows_ml100k(root: Path, name: str = "ml-100k") -> list[Row]:
         title, year = split_title(fields[1])
         if year is None and fields[2][-4:].isdigit():
             year = int(fields[2][-4:])
-        movies.append((movie_id, title, year, genres_of(g for g, f in zip(genre_names, flags) if f)))
+        movies.append((movie_id, title, year, tuple(g for g, f in zip(genre_names, flags) if f and g not in _NO_GENRE)))
     return movies
 
 

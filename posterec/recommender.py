@@ -23,6 +23,7 @@ Spaces, by visual weight ``w`` (0 = ratings only, 1 = posters only):
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -64,7 +65,7 @@ class Recommender:
     """Queries over one model version. Thread-safe for reads; build with `Recommender.load`."""
 
     def __init__(self, home: Path, version, movies: MovieList, *, rating=None, ranking=None, interactions=None,
-                 visual: Vectors | None = None, cold=None, index=None, poster_ids=()):
+                 visual: Vectors | None = None, cold=None, index=None, poster_ids=(), metadata=None):
         from index import MovieIndex
 
         self.home = Path(home)
@@ -81,7 +82,7 @@ class Recommender:
         self.default_visual_weight = float(built.get("visual_weight", pipeline.DEFAULT_VISUAL_WEIGHT)) \
             if self.has_posters else 0.0
         self.default_recommend_weight = DEFAULT_RECOMMEND_WEIGHT
-        self._metadata = _metadata(movies)
+        self._metadata = metadata if metadata is not None else _metadata(movies)
         self._lock = threading.Lock()
         self._building: dict[float, threading.Event] = {}
         self._spaces: OrderedDict[float, MovieIndex] = OrderedDict()
@@ -133,11 +134,13 @@ class Recommender:
                                   "the rating model has no record of its training ratings")
         cold = pipeline.cold_start_vectors(version)
         index = None
+        metadata = _metadata(movies)
         if version.has("index"):
             entry = version.stage("build-index")
-            index = MovieIndex.load(version, entry.get("index") or {}, metadata=_metadata(movies))
+            index = MovieIndex.load(version, entry.get("index") or {}, metadata=metadata)
         return cls(home, version, movies, rating=rating, ranking=ranking, interactions=interactions,
-                   visual=visual, cold=cold, index=index, poster_ids=_poster_ids(home, version.manifest))
+                   visual=visual, cold=cold, index=index, poster_ids=_poster_ids(home, version.manifest),
+                   metadata=metadata)
 
     # -- catalogue -------------------------------------------------------------------------
     def _require_movie(self, movie_id) -> int:
@@ -503,6 +506,11 @@ def _poster_ids(home: Path, manifest: dict) -> set[int]:
     folder = Path(home) / "posters" / (manifest.get("dataset") or "")
     if not folder.is_dir():
         return set()
-    return {int(p.stem) for p in folder.iterdir() if p.stem.isdigit() and p.suffix in (".jpg", ".png")}
+    found = set()
+    for name in os.listdir(folder):  # names, not Path objects: a query command pays for this
+        stem, dot, suffix = name.rpartition(".")
+        if dot and suffix in ("jpg", "png") and stem.isdigit():
+            found.add(int(stem))
+    return found
 
 

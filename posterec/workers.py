@@ -14,6 +14,7 @@ disk (`posterec.server.AppState`), so a rebuild through one of them reaches them
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -82,6 +83,8 @@ def serve_workers(app, sock: socket.socket, workers: int, config: dict | None = 
         stopping = True
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    gc.collect()
+    gc.freeze()  # the collector leaves the parent's objects alone, so their pages stay shared
     pids = {_fork(app, sock, config) for _ in range(workers)}
     if started is not None:
         started(sorted(pids))
