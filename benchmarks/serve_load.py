@@ -4,7 +4,7 @@ and a schema fuzz.
     python benchmarks/serve_load.py                    # a fake ml-100k-sized home (1682 movies)
     python benchmarks/serve_load.py --home HOME        # the real Recommender in HOME
 
-The server runs in a subprocess (uvicorn, one worker, 127.0.0.1 only, a free port). The client
+The server runs in a subprocess (uvicorn, 127.0.0.1 only, a free port). The client
 is a small asyncio HTTP/1.1 keep-alive client (cheaper than httpx, so it steals less of the
 shared CPU): C connections each send one request at a time, for a bounded time and count.
 Steps:
@@ -16,7 +16,15 @@ Steps:
      set rate);
   3. rebuild under load: POST /admin/rebuild while step 2's load runs; every request must succeed
      and the version must change;
-  4. fuzz: schemathesis cases from the live OpenAPI schema; no response may be a 5xx.
+  4. fuzz: schemathesis cases from the live OpenAPI schema; no response may be a 5xx;
+  5. side by side, each in a fresh server, one after the other: 1 worker (answers kept, as `posterec
+     serve` runs), 1 worker without kept answers (every /similar searched and encoded), and 2
+     workers (`serve --workers 2`): /health and /similar at C connections (the throughput ratio),
+     /similar at --few (8) connections (its p99), and the server's RSS and PSS summed over its
+     processes after the load (PSS divides shared pages among their sharers: the honest total).
+/similar asks about every movie of the catalogue at random, so kept answers must be earned: the
+table says how many different movies were asked in how many requests. Steps 1-4 run on the first
+configuration; --compare-only runs step 5 alone.
 Appends a JSON line to benchmarks/results/serve_load.jsonl. Client and server share the cores.
 """
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Queries read the current recommender (a `posterec.protocol.RecommenderLike`) through one
 reference; ``POST /admin/rebuild`` builds a new model version in a background thread, loads it
 and swaps that reference, so queries are answered throughout by the old model until the new one
-is ready.
+is ready. A version another process made current (another worker's rebuild, ``posterec
+build-index``) is noticed within about a second and swapped in the same way (`AppState`), so
+every worker of ``serve --workers N`` (`posterec.workers`) follows it.
 
 What a client may send, and what it gets back:
 - unknown ids give 404 with a JSON ``{"detail": ...}``; bad parameters or a bad body 422; counts
@@ -11,8 +13,10 @@ What a client may send, and what it gets back:
 - ids and counts are plain decimal digits (``/posters/1_0`` is a 422, not poster 10);
 - ``visual_weight`` is quantised to `WEIGHT_STEP` steps, so clients cycling weights reuse a few
   cached spaces instead of building one per request;
-- query handlers are plain functions, run in the threadpool: a slow query never holds up the
-  event loop, so ``/health`` stays fast while others compute;
+- query handlers compute in the threadpool: a slow query never holds up the event loop, so
+  ``/health`` stays fast while others compute; similar, lookalike and recommendations keep the
+  serialised answers of the loaded version (`Answers`, when ``answer_mb`` > 0) and send one
+  already given straight from the event loop;
 - the admin endpoints check the token before they read the body: without a valid token the
   answer is 404 (admin disabled) or 401/403, whatever was sent;
 - ``HEAD`` is answered wherever ``GET`` is, and every response carries ``nosniff``, a
