@@ -19,7 +19,7 @@ Steps:
   4. fuzz: schemathesis cases from the live OpenAPI schema; no response may be a 5xx;
   5. side by side, each in a fresh server, one after the other: 1 worker (answers kept, as `posterec
      serve` runs), 1 worker without kept answers (every /similar searched and encoded), and 2
-     workers (`serve --workers 2`): /health and /similar at C connections (the throughput ratio),
+     workers (`serve --workers 2`), with and without kept answers: /health and /similar at C connections (the throughput ratio),
      /similar at --few (8) connections (its p99), and the server's RSS and PSS summed over its
      processes after the load (PSS divides shared pages among their sharers: the honest total).
 /similar asks about every movie of the catalogue at random, so kept answers must be earned: the
@@ -442,7 +442,8 @@ def main() -> None:
 
 # ---------------------------------------------------------------- the side-by-side table
 
-CONFIGS = [("1 worker", 1, 32.0), ("1 worker, no kept answers", 1, 0.0), ("2 workers", 2, 32.0)]
+CONFIGS = [("1 worker", 1, 32.0), ("1 worker, no kept answers", 1, 0.0), ("2 workers", 2, 32.0),
+           ("2 workers, no kept answers", 2, 0.0)]
 
 
 def catalogue_ids(home: Path, fake: bool, fake_movies: int) -> list[int]:
@@ -503,11 +504,14 @@ def print_comparison(rows: list[dict], c: int, few: int) -> None:
               f"   ({mem['processes']} processes; {r['distinct_movies_asked']} movies asked in "
               f"{r['similar_requests']} /similar requests; failed {h['failed'] + s['failed'] + f['failed']})")
     base = next((r for r in rows if r["workers"] == 1 and r["answer_mb"] > 0), None)
-    two = next((r for r in rows if r["workers"] == 2), None)
-    if base and two:
-        print(f"2 workers vs 1: /similar {two['similar']['requests_per_s'] / base['similar']['requests_per_s']:.2f}x "
-              f"req/s, /health {two['health']['requests_per_s'] / base['health']['requests_per_s']:.2f}x, "
-              f"PSS {two['memory']['pss_kb'] / base['memory']['pss_kb']:.2f}x")
+    for kept in (True, False):
+        one = next((r for r in rows if r["workers"] == 1 and (r["answer_mb"] > 0) == kept), None)
+        two = next((r for r in rows if r["workers"] == 2 and (r["answer_mb"] > 0) == kept), None)
+        if one and two:
+            print(f"2 workers vs 1{'' if kept else ', no kept answers'}: /similar "
+                  f"{two['similar']['requests_per_s'] / one['similar']['requests_per_s']:.2f}x req/s, /health "
+                  f"{two['health']['requests_per_s'] / one['health']['requests_per_s']:.2f}x, PSS "
+                  f"{two['memory']['pss_kb'] / one['memory']['pss_kb']:.2f}x")
     if base:
         print(f"targets: /similar >= 0.4x /health at {c} connections: {base['ratio']:.2f} "
               f"({'met' if base['ratio'] >= 0.4 else 'missed'}); p99 < 20 ms at {few} connections: "
