@@ -2,6 +2,7 @@
 
     python benchmarks/cli_latency.py --home HOME            # HOME: a posterec home with a model
     python benchmarks/cli_latency.py --home HOME --runs 21 --commands "similar 1" "info"
+    python benchmarks/cli_latency.py --home HOME --compare-tree /path/to/old/checkout
 
 Each round runs, in turn: ``python -c pass`` (the interpreter's floor), ``python -c "import
 numpy, faiss"`` (the libraries a query needs), then each command as ``python -m posterec --home
@@ -41,7 +42,8 @@ PROBE = ("import json, sys, posterec.cli\n"
 
 def timed(cmd: list[str], env: dict) -> float:
     t = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    # cwd: the tree on PYTHONPATH, since `python -m`/`-c` put the working directory first on sys.path
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=env["PYTHONPATH"])
     took = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed ({proc.returncode}): {proc.stderr.decode()[-400:]}")
@@ -49,8 +51,8 @@ def timed(cmd: list[str], env: dict) -> float:
 
 
 def heavy_imports(home: Path, argv: list[str], env: dict) -> list[str]:
-    proc = subprocess.run([sys.executable, "-c", PROBE, "--home", str(home), *argv], capture_output=True,
-                          text=True, env=env, check=True)
+    proc = subprocess.run([sys.executable, "-c", PROBE, "--home", str(home.resolve()), *argv], capture_output=True,
+                          text=True, env=env, check=True, cwd=env["PYTHONPATH"])
     return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
@@ -62,6 +64,8 @@ def main() -> None:
                    help='query commands, each one string (default: "similar 1" "lookalike 1" "recommend 1" '
                         '"also-liked 1" "info")')
     p.add_argument("--no-bytecode", action="store_true", help="measure with PYTHONDONTWRITEBYTECODE=1")
+    p.add_argument("--compare-tree", type=Path, metavar="DIR",
+                   help="another checkout (e.g. the code before a change): its first command joins the rounds")
     p.add_argument("--no-record", action="store_true", help="do not append to results/")
     args = p.parse_args()
 
@@ -77,15 +81,22 @@ def main() -> None:
     variants = {"python -c pass": [py, "-c", "pass"],
                 "python -c 'import numpy, faiss'": [py, "-c", "import numpy, faiss"]}
     for c in args.commands:
-        variants[f"posterec {c}"] = [py, "-m", "posterec", "--home", str(args.home), *shlex.split(c)]
-    for cmd in variants.values():  # warm: bytecode compiled, files in the page cache
-        timed(cmd, env)
+        variants[f"posterec {c}"] = [py, "-m", "posterec", "--home", str(args.home.resolve()), *shlex.split(c)]
+    envs = {k: env for k in variants}
+    if args.compare_tree is not None:
+        k = f"posterec {args.commands[0]} [{args.compare_tree}]"
+        variants[k] = [py, "-m", "posterec", "--home", str(args.home.resolve()), *shlex.split(args.commands[0])]
+        envs[k] = {**env, "PYTHONPATH": str(args.compare_tree.resolve())}
+    for k, cmd in variants.items():  # warm: bytecode compiled, files in the page cache
+        timed(cmd, envs[k])
     times: dict[str, list[float]] = {k: [] for k in variants}
     names = list(variants)
     for r in range(args.runs):
         for k in names[r % len(names):] + names[: r % len(names)]:
-            times[k].append(timed(variants[k], env))
+            times[k].append(timed(variants[k], envs[k]))
     heavy = {f"posterec {c}": heavy_imports(args.home, shlex.split(c), env) for c in args.commands}
+    if args.compare_tree is not None:
+        heavy[k] = heavy_imports(args.home, shlex.split(args.commands[0]), envs[k])
     if cache is not None:
         cache.cleanup()
 

@@ -41,7 +41,7 @@ def home(planted_home, planted_data):
 def run_query(home: Path, *argv: str) -> tuple[dict, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", PROBE, "--home", str(home), *argv], capture_output=True,
-                          text=True, env=env, timeout=120)
+                          text=True, env=env, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     *answer, last = proc.stdout.strip().splitlines()
     return json.loads(last), "\n".join(answer)

@@ -137,7 +137,8 @@ def _get(port, path, headers=None, method="GET"):
 def test_serve_two_workers_end_to_end(home):
     env = {**os.environ, TOKEN_ENV: TOKEN,
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", SERVE_FAKE, str(home)], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_FAKE, str(home)], stdout=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)
     try:
         words = proc.stdout.readline().split()
         assert words[0] == "PORT", words
