@@ -19,9 +19,10 @@ Steps:
   4. fuzz: schemathesis cases from the live OpenAPI schema; no response may be a 5xx;
   5. side by side, each in a fresh server, one after the other: 1 worker (answers kept, as `posterec
      serve` runs), 1 worker without kept answers (every /similar searched and encoded), and 2
-     workers (`serve --workers 2`), with and without kept answers: /health and /similar at C connections (the throughput ratio),
-     /similar at --few (8) connections (its p99), and the server's RSS and PSS summed over its
-     processes after the load (PSS divides shared pages among their sharers: the honest total).
+     workers (`serve --workers 2`), with and without kept answers: /health and /similar at C
+     connections (the throughput ratio: the median over --rounds interleaved slices), /similar at
+     --few (8) connections (its p99), and the server's RSS and PSS summed over its processes after
+     the load (PSS divides shared pages among their sharers: the honest total).
 /similar asks about every movie of the catalogue at random, so kept answers must be earned: the
 table says how many different movies were asked in how many requests. Steps 1-4 run on the first
 configuration; --compare-only runs step 5 alone.
@@ -238,7 +239,7 @@ async def load(port: int, paths, concurrency: int, duration: float, max_requests
             "seconds": round(wall, 3), "requests_per_s": round(len(latencies) / wall, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
-            "versions_seen": sorted(v for v in versions if v), "rebuild": side}
+            "versions_seen": sorted(v for v in versions if v), "rebuild": side, "_latencies_ms": lat}
 
 
 async def paced(port: int, paths, concurrency: int, rate: float, duration: float) -> dict:
@@ -364,6 +365,8 @@ def main() -> None:
     p.add_argument("--fake-rebuild-s", type=float, default=2.0, help="how long the fake rebuild takes")
     p.add_argument("--no-record", action="store_true", help="do not append to results/")
     p.add_argument("--few", type=int, default=8, help="connections of the latency step (default: 8)")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="slices each side-by-side step's --duration is cut into, interleaved (default: 4)")
     p.add_argument("--compare-only", action="store_true",
                    help="only the side-by-side table (1 worker, 1 worker without kept answers, 2 workers)")
     p.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -407,6 +410,9 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
+    for r in [health, sim, rebuild]:
+        if r is not None:
+            r.pop("_latencies_ms", None)
     compared = compare(home, fake, token, args, catalogue)
     if tmp:
         tmp.cleanup()
@@ -457,9 +463,33 @@ def catalogue_ids(home: Path, fake: bool, fake_movies: int) -> list[int]:
     return list(movie_list_of(home, ModelStore(home).open_current()).movie_ids)
 
 
+def interleaved(pid: int, port: int, steps: dict, rounds: int, seconds: float, cap: int) -> dict:
+    """Run each of ``steps`` ({name: (paths, connections)}) for ``seconds / rounds`` at a time,
+    in turn, ``rounds`` times, so that a change of load on a shared machine falls on all of them
+    alike; the merged result of each, with its req/s in every round (``per_round``)."""
+    parts: dict[str, list[dict]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, (paths, conns) in steps.items():
+            parts[name].append(measured(pid, load(port, paths, conns, seconds / rounds, cap)))
+    merged = {}
+    for name, rs in parts.items():
+        lat = np.concatenate([r.pop("_latencies_ms") for r in rs])
+        n, wall = sum(r["requests"] for r in rs), sum(r["seconds"] for r in rs)
+        merged[name] = {"requests": n, "seconds": round(wall, 3), "requests_per_s": round(n / wall, 1),
+                        "failed": sum(r["failed"] for r in rs),
+                        "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
+                        "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
+                        "server_cpu_ms_per_request": round(
+                            sum(r["server_cpu_ms_per_request"] * r["requests"] for r in rs) / max(n, 1), 3),
+                        "per_round": [r["requests_per_s"] for r in rs]}
+    return merged
+
+
 def compare(home: Path, fake: bool, token: str, args, catalogue: list[int]) -> list[dict]:
     """Each of `CONFIGS` in its own server, one after the other in this run: /health and /similar
-    at C connections (closed loop), /similar at `--few` connections (its p99), memory after."""
+    at C connections (closed loop) and /similar at `--few` connections (its p99), interleaved
+    (`interleaved`), then the server's memory. The throughput ratio is the median of the rounds'
+    ratios, each from two back-to-back slices."""
     rows = []
     c, few, d, m = args.concurrency, args.few, args.duration, args.max_requests
     for name, workers, answer_mb in CONFIGS:
@@ -475,15 +505,13 @@ def compare(home: Path, fake: bool, token: str, args, catalogue: list[int]) -> l
 
             time.sleep(0.5)
             asyncio.run(load(port, similar, c, 1.0, m))  # warm-up: code paths, not every answer
-            row = {"config": name, "workers": workers, "answer_mb": answer_mb,
-                   "health": measured(proc.pid, load(port, lambda: "/health", c, d, m)),
-                   "similar": measured(proc.pid, load(port, similar, c, d, m)),
-                   "similar_few": measured(proc.pid, load(port, similar, few, d, m)),
-                   "memory": memory_kb(proc.pid)}
-            total = row["similar"]["requests"] + row["similar_few"]["requests"]
+            got = interleaved(proc.pid, port, {"health": (lambda: "/health", c), "similar": (similar, c),
+                                               "similar_few": (similar, few)}, args.rounds, d, m)
+            row = {"config": name, "workers": workers, "answer_mb": answer_mb, **got, "memory": memory_kb(proc.pid)}
             row["distinct_movies_asked"] = len(asked)
-            row["similar_requests"] = total
-            row["ratio"] = round(row["similar"]["requests_per_s"] / row["health"]["requests_per_s"], 3)
+            row["similar_requests"] = got["similar"]["requests"] + got["similar_few"]["requests"]
+            row["ratio"] = round(float(np.median([s / h for s, h in zip(got["similar"]["per_round"],
+                                                                         got["health"]["per_round"])])), 3)
             rows.append(row)
         finally:
             proc.terminate()
@@ -492,7 +520,8 @@ def compare(home: Path, fake: bool, token: str, args, catalogue: list[int]) -> l
 
 
 def print_comparison(rows: list[dict], c: int, few: int) -> None:
-    print(f"\nside by side (each its own server, one after the other; {c} and {few} connections, closed loop):")
+    print(f"\nside by side (each its own server, one after the other; {c} and {few} connections, closed loop, "
+          f"the three steps interleaved; ratio: median over the rounds):")
     head = (f"{'server':28s} {'/health req/s':>13s} {'/similar req/s':>14s} {'ratio':>6s} {'CPU ms/req':>10s} "
             f"{'p50@' + str(few):>8s} {'p99@' + str(few):>8s} {'PSS MB':>7s} {'RSS MB':>7s}")
     print(head)

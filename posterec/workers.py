@@ -68,12 +68,22 @@ def _fork(app, sock: socket.socket, config: dict) -> int:
     return pid
 
 
+def tcp_socket(sock: socket.socket) -> socket.socket:
+    """``sock``, or a socket on the same descriptor that says it is TCP: asyncio sets TCP_NODELAY
+    only on the connections of a socket whose protocol is IPPROTO_TCP, and ``socket.socket()``
+    leaves it 0; without TCP_NODELAY, Nagle and delayed ACKs hold each response ~40 ms."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM and sock.proto == 0:
+        return socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=os.dup(sock.fileno()))
+    return sock
+
+
 def serve_workers(app, sock: socket.socket, workers: int, config: dict | None = None,
                   started: Callable[[list[int]], None] | None = None) -> int:
     """Serve ``app`` from ``workers`` forked processes on the bound socket ``sock`` until SIGINT
     or SIGTERM; ``started(pids)`` is called once they are forked (the socket already listens, so
     connections queue until a worker takes them). Returns 0, or 1 when workers kept dying."""
     config = dict(config or {})
+    sock = tcp_socket(sock)
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
     stopping = False

@@ -134,6 +134,34 @@ def _get(port, path, headers=None, method="GET"):
         return resp.status, json.loads(resp.read())
 
 
+def _median_ms(port, path, n=21):
+    """The median time of ``n`` requests one after another on one keep-alive connection."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    took = []
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.request("GET", path)
+        conn.getresponse().read()
+        took.append(1000 * (time.perf_counter() - t))
+    conn.close()
+    return sorted(took)[n // 2]
+
+
+def test_a_plain_socket_becomes_one_that_says_tcp():
+    import socket
+
+    from posterec.workers import tcp_socket
+
+    with socket.socket() as plain:
+        assert plain.proto == 0
+        with tcp_socket(plain) as tcp:
+            assert tcp.proto == socket.IPPROTO_TCP and tcp.fileno() != plain.fileno()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as already:
+        assert tcp_socket(already) is already
+
+
 def test_serve_two_workers_end_to_end(home):
     env = {**os.environ, TOKEN_ENV: TOKEN,
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
@@ -145,6 +173,7 @@ def test_serve_two_workers_end_to_end(home):
         port, pids = int(words[1]), [int(w) for w in words[3:]]
         assert len(pids) == 2 and all(Path(f"/proc/{p}").exists() for p in pids)
         assert {_get(port, "/health")[1]["version"] for _ in range(10)} == {"fake-v1"}
+        assert _median_ms(port, "/movies/3/similar") < 30  # not Nagle's 40 ms (the script's socket says proto 0)
         assert _get(port, "/admin/rebuild", AUTH, "POST")[0] == 202
         _until(lambda: _get(port, "/admin/rebuild", AUTH)[1]["state"] == "succeeded")  # whichever worker answers
         _until(lambda: all(_get(port, "/health")[1]["version"] == "fake-v2" for _ in range(20)))
