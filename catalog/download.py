@@ -23,12 +23,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-
-import requests
+from typing import TYPE_CHECKING
 
 from .datasets import DatasetSpec, get_spec
 from .errors import DatasetError
-from .loaders import Dataset, load_dir, load_movies_dir
+
+if TYPE_CHECKING:  # pandas is imported only where a dataset is parsed
+    from .loaders import Dataset
 
 META = ".posterec-dataset.json"
 CHUNK = 1 << 20
@@ -79,6 +80,8 @@ def _progress(total: int | None, desc: str):
 
 def _download(url: str, dest: Path, checksum: tuple[str, str], timeout: float, max_bytes: int) -> None:
     algorithm, expected = checksum
+    import requests  # here, not at import: a query command never downloads
+
     h = hashlib.new(algorithm)
     n = 0
     try:
@@ -251,6 +254,8 @@ def fetch_dataset(
                 _extract(src, staging, spec)
             origin = str(src.resolve())
         # Parse everything now: a malformed file fails here, before anything is installed.
+        from .loaders import load_dir
+
         load_dir(staging, spec.format, name)
         h = hashlib.sha256()
         for fname in sorted(spec.required):
@@ -326,7 +331,9 @@ def dependent_versions(home: str | os.PathLike, name: str, checksum: str | None)
 
 
 def load_dataset(home: str | os.PathLike, name: str) -> Dataset:
-    """Load a dataset previously fetched into the home."""
+    """Load a dataset previously fetched into the home (a `catalog.loaders.Dataset`: pandas frames)."""
+    from .loaders import load_dir
+
     spec = get_spec(name)
     target = data_dir(home, name)
     if not target.exists():
@@ -337,12 +344,25 @@ def load_dataset(home: str | os.PathLike, name: str) -> Dataset:
     return load_dir(target, spec.format, name)
 
 
-def load_movies(home: str | os.PathLike, name: str):
-    """The movie list of a dataset previously fetched into the home (no ratings: fast)."""
-    spec = get_spec(name)
+def _movies_dir(home: str | os.PathLike, name: str) -> Path:
     target = data_dir(home, name)
     if not target.exists():
         raise DatasetError(
             f"{target}: missing; fetch it with `posterec --home {home} download --dataset {name}`"
         )
-    return load_movies_dir(target, spec.format, name)
+    return target
+
+
+def load_movies(home: str | os.PathLike, name: str):
+    """The movies frame of a dataset previously fetched into the home (no ratings: fast)."""
+    from .loaders import load_movies_dir
+
+    return load_movies_dir(_movies_dir(home, name), get_spec(name).format, name)
+
+
+def read_movie_list(home: str | os.PathLike, name: str):
+    """The movie list of a dataset previously fetched into the home as a `catalog.movies.MovieList`
+    (ids, titles, years, genres): the standard library only, no pandas, for query commands."""
+    from .movies import read_movies
+
+    return read_movies(_movies_dir(home, name), get_spec(name).format, name)

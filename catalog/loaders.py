@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import pandas as pd
 
 from .datasets import DATASETS, HALF_STARS, WHOLE_STARS
 from .errors import DatasetError
+from .movies import ML100K_GENRES, split_title  # noqa: F401 (their home before catalog.movies)
+from .movies import read_lines as _read_lines, require as _require, rows_csv, rows_ml1m, rows_ml100k, whole as _int
 
 RATING_DTYPES = {"user_id": "int32", "movie_id": "int32", "rating": "float32", "timestamp": "int64"}
 
@@ -31,13 +32,6 @@ ML1M_OCCUPATIONS = [
     "K-12 student", "lawyer", "programmer", "retired", "sales/marketing", "scientist",
     "self-employed", "technician/engineer", "tradesman/craftsman", "unemployed", "writer",
 ]
-ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-    "Sci-Fi", "Thriller", "War", "Western",
-]
-_NO_GENRE = {"(no genres listed)", "unknown", ""}
-_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
 
 
 @dataclass
@@ -74,35 +68,6 @@ class Dataset:
 
 
 # -- small helpers -------------------------------------------------------------------------
-def split_title(raw: str) -> tuple[str, int | None]:
-    """``"Toy Story (1995)"`` -> ``("Toy Story", 1995)``; no year -> ``(raw, None)``."""
-    raw = raw.strip()
-    m = _TITLE_YEAR.match(raw)
-    if not m:
-        return raw, None
-    return m.group("title"), int(m.group("year"))
-
-
-def _require(path: Path, dataset: str) -> Path:
-    if not path.exists():
-        raise DatasetError(
-            f"{path}: missing; fetch it with `posterec download --dataset {dataset}` "
-            f"(or --source DIR_OR_ZIP for a local copy)"
-        )
-    return path
-
-
-def _int(value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{what} {value!r} is not an integer") from None
-
-
-def _genres(names) -> tuple[str, ...]:
-    return tuple(g for g in names if g not in _NO_GENRE)
-
-
 def _movies_frame(rows: list[tuple]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["movie_id", "title", "year", "genres"])
     df["movie_id"] = df["movie_id"].astype("int32")
@@ -113,14 +78,6 @@ def _movies_frame(rows: list[tuple]) -> pd.DataFrame:
         dup = int(df.loc[df["movie_id"].duplicated(), "movie_id"].iloc[0])
         raise DatasetError(f"movie id {dup} appears twice in the movie list")
     return df.sort_values("movie_id", ignore_index=True)
-
-
-def _read_lines(path: Path, encoding: str):
-    with open(path, encoding=encoding, newline="") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                yield lineno, line
 
 
 # -- ratings: a fast vectorised path, and a line-by-line diagnosis when it fails -----------
@@ -319,29 +276,7 @@ def read_ratings(path: Path, sep: str, encoding: str = "latin-1", header: bool =
 
 # -- per-format loaders ---------------------------------------------------------------------
 def movies_ml100k(root: Path, name: str = "ml-100k") -> pd.DataFrame:
-    genre_names = list(ML100K_GENRES)
-    genre_file = root / "u.genre"
-    if genre_file.exists():
-        listed = [line.split("|")[0] for _, line in _read_lines(genre_file, "latin-1")]
-        if listed:
-            genre_names = listed
-    movies = []
-    path = _require(root / "u.item", name)
-    for lineno, line in _read_lines(path, "latin-1"):
-        fields = line.split("|")
-        want = 5 + len(genre_names)
-        if len(fields) != want:
-            raise DatasetError(f"{path.name} line {lineno}: expected {want} fields separated by '|', got {len(fields)}")
-        try:
-            movie_id = _int(fields[0], "movie id")
-            flags = [_int(f, "genre flag") for f in fields[5:]]
-        except ValueError as exc:
-            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-        title, year = split_title(fields[1])
-        if year is None and fields[2][-4:].isdigit():
-            year = int(fields[2][-4:])
-        movies.append((movie_id, title, year, _genres(g for g, f in zip(genre_names, flags) if f)))
-    return _movies_frame(movies)
+    return _movies_frame(rows_ml100k(root, name))
 
 
 def load_ml100k(root: Path, name: str = "ml-100k") -> Dataset:
@@ -362,19 +297,7 @@ def load_ml100k(root: Path, name: str = "ml-100k") -> Dataset:
 
 
 def movies_ml1m(root: Path, name: str = "ml-1m") -> pd.DataFrame:
-    movies = []
-    path = _require(root / "movies.dat", name)
-    for lineno, line in _read_lines(path, "latin-1"):
-        fields = line.split("::")
-        if len(fields) != 3:
-            raise DatasetError(f"{path.name} line {lineno}: expected 3 fields separated by '::', got {len(fields)}")
-        try:
-            movie_id = _int(fields[0], "movie id")
-        except ValueError as exc:
-            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-        title, year = split_title(fields[1])
-        movies.append((movie_id, title, year, _genres(fields[2].split("|"))))
-    return _movies_frame(movies)
+    return _movies_frame(rows_ml1m(root, name))
 
 
 def load_ml1m(root: Path, name: str = "ml-1m") -> Dataset:
@@ -398,26 +321,7 @@ def load_ml1m(root: Path, name: str = "ml-1m") -> Dataset:
 
 
 def movies_csv(root: Path, name: str) -> pd.DataFrame:
-    movies = []
-    path = _require(root / "movies.csv", name)
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header != ["movieId", "title", "genres"]:
-            raise DatasetError(f"{path.name} line 1: expected header movieId,title,genres, got {','.join(header or [])}")
-        for fields in reader:
-            lineno = reader.line_num
-            if not fields:
-                continue
-            if len(fields) != 3:
-                raise DatasetError(f"{path.name} line {lineno}: expected 3 comma-separated fields, got {len(fields)}")
-            try:
-                movie_id = _int(fields[0], "movie id")
-            except ValueError as exc:
-                raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-            title, year = split_title(fields[1])
-            movies.append((movie_id, title, year, _genres(fields[2].split("|"))))
-    movies_df = _movies_frame(movies)
+    movies_df = _movies_frame(rows_csv(root, name))
     links = root / "links.csv"
     if links.exists():
         movies_df = merge_links(movies_df, read_links(links))

@@ -47,6 +47,12 @@ def added_movies(version) -> list[dict]:
         raise version.invalid(artifact("added_movies"), str(exc)) from None
 
 
+def added_rows(version) -> list[tuple]:
+    """The version's added movies as ``(movie_id, title, year, genres)`` rows (`catalog.MovieList`)."""
+    return [(int(r["movie_id"]), str(r["title"]), None if r.get("year") is None else int(r["year"]),
+             tuple(r.get("genres") or ())) for r in added_movies(version)]
+
+
 def with_added(movies, version):
     """The catalogue frame ``movies`` plus the version's added movies."""
     import pandas as pd

@@ -23,13 +23,9 @@ def _plain(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if obj is not None and not isinstance(obj, (str, int, float, bool)):
-        try:
-            import pandas as pd
-
-            if obj is pd.NA:
-                return None
-        except ImportError:
-            pass
+        pd = sys.modules.get("pandas")  # pd.NA can only come from pandas already imported
+        if pd is not None and obj is pd.NA:
+            return None
         return str(obj)
     return obj
 

@@ -132,9 +132,9 @@ def fit_learned_ranking(version: ModelVersion, rating, visual: Vectors | None, m
     return model, entry
 
 
-def movies_of(home: Path, version: ModelVersion):
-    """The model's catalogue (movies frame), checked against the dataset the model was made from."""
-    from catalog import dataset_checksum, load_movies
+def _check_dataset(home: Path, version: ModelVersion) -> str:
+    """The dataset the model was made from, checked against the copy in the home (its checksum)."""
+    from catalog import dataset_checksum
 
     name = version.manifest.get("dataset")
     if not name:
@@ -146,9 +146,26 @@ def movies_of(home: Path, version: ModelVersion):
             raise ArtifactError(f"model {version.name} was made from another copy of {name} than the one in "
                                 f"{Path(home) / 'data' / name}; retrain with `posterec train --dataset {name}`, "
                                 f"or `posterec download --dataset {name} --force --source` the old copy back")
+    return name
+
+
+def movies_of(home: Path, version: ModelVersion):
+    """The model's catalogue (movies frame), checked against the dataset the model was made from."""
+    from catalog import load_movies
+
     from .additions import with_added
 
-    return with_added(load_movies(home, name), version)
+    return with_added(load_movies(home, _check_dataset(home, version)), version)
+
+
+def movie_list_of(home: Path, version: ModelVersion):
+    """The model's catalogue as a `catalog.MovieList` (no pandas: what queries need), checked as
+    `movies_of` checks it, with the version's added movies."""
+    from catalog import read_movie_list
+
+    from .additions import added_rows
+
+    return read_movie_list(home, _check_dataset(home, version)).plus(added_rows(version))
 
 
 # -- train ---------------------------------------------------------------------------------------

@@ -78,22 +78,67 @@ def _write(fd: int, data: bytes) -> None:
         pass
 
 
+class _OnImport:
+    """A `sys.meta_path` finder that runs ``then(module)`` right after ``name`` is first imported."""
+
+    def __init__(self, name: str, then):
+        self.name, self.then, self.fired = name, then, False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != self.name or self.fired:
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)  # let the real finders find it
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        real, then, finder = spec.loader, self.then, self
+
+        class Loader:
+            def create_module(self, spec):
+                return real.create_module(spec)
+
+            def exec_module(self, module):
+                real.exec_module(module)
+                finder.fired = True
+                then(module)
+
+        spec.loader = Loader()
+        return spec
+
+
 @contextmanager
 def no_progress_bars(when: bool) -> Iterator[None]:
-    """Turn every tqdm bar off for the block when ``when`` (restored afterwards)."""
+    """Turn every tqdm bar off for the block when ``when`` (restored afterwards).
+
+    tqdm is not imported for this (0.1 s that a query command, which draws no bar, need not pay):
+    when the block imports it, its bars are turned off as the import finishes."""
     if not when:
         yield
         return
-    import tqdm
+    patched = []
 
-    original = tqdm.tqdm.__init__
+    def bars_off(tqdm) -> None:
+        original = tqdm.tqdm.__init__
 
-    def init(self, *args, **kwargs):
-        kwargs["disable"] = True
-        original(self, *args, **kwargs)
+        def init(self, *args, **kwargs):
+            kwargs["disable"] = True
+            original(self, *args, **kwargs)
 
-    tqdm.tqdm.__init__ = init
+        tqdm.tqdm.__init__ = init
+        patched.append((tqdm.tqdm, original))
+
+    hook = None
+    if "tqdm" in sys.modules:
+        bars_off(sys.modules["tqdm"])
+    else:
+        hook = _OnImport("tqdm", bars_off)
+        sys.meta_path.insert(0, hook)
     try:
         yield
     finally:
-        tqdm.tqdm.__init__ = original
+        if hook is not None and hook in sys.meta_path:
+            sys.meta_path.remove(hook)
+        for cls, original in patched:
+            cls.__init__ = original

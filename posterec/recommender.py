@@ -23,6 +23,7 @@ Spaces, by visual weight ``w`` (0 = ratings only, 1 = posters only):
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog import (ArtifactError, Hits, Interactions, ModelStore, UnknownMovieError, UnknownUserError, Vectors)
+from catalog.movies import MovieList
 
 from . import pipeline
 from .output import MAX_N
@@ -63,9 +65,9 @@ def check_n(n) -> int:
 class Recommender:
     """Queries over one model version. Thread-safe for reads; build with `Recommender.load`."""
 
-    def __init__(self, home: Path, version, movies, *, rating=None, ranking=None, interactions=None,
-                 visual: Vectors | None = None, cold=None, index=None, poster_ids=()):
-        from index import MovieIndex, MovieMetadata
+    def __init__(self, home: Path, version, movies: MovieList, *, rating=None, ranking=None, interactions=None,
+                 visual: Vectors | None = None, cold=None, index=None, poster_ids=(), metadata=None):
+        from index import MovieIndex
 
         self.home = Path(home)
         self.model = version
@@ -81,7 +83,7 @@ class Recommender:
         self.default_visual_weight = float(built.get("visual_weight", pipeline.DEFAULT_VISUAL_WEIGHT)) \
             if self.has_posters else 0.0
         self.default_recommend_weight = DEFAULT_RECOMMEND_WEIGHT
-        self._metadata = MovieMetadata.from_movies(movies)
+        self._metadata = metadata if metadata is not None else _metadata(movies)
         self._lock = threading.Lock()
         self._building: dict[float, threading.Event] = {}
         self._spaces: OrderedDict[float, MovieIndex] = OrderedDict()
@@ -103,12 +105,8 @@ class Recommender:
             self._popularity = dict(zip(ids.tolist(), counts.tolist()))
         self._poster_dir = self.home / "posters" / self.dataset
         with_poster = {int(m) for m in poster_ids}
-        self._info = {
-            int(m): {"movie_id": int(m), "title": str(t), "year": None if y != y or y is None else int(y),
-                     "genres": list(g), "has_poster": int(m) in with_poster}
-            for m, t, y, g in zip(movies["movie_id"], movies["title"], movies["year"].astype("float64"),
-                                  movies["genres"])
-        }
+        self._info = {m: {"movie_id": m, "title": t, "year": y, "genres": list(g), "has_poster": m in with_poster}
+                      for m, t, y, g in movies.rows()}
         self._titles_lower = [(m, d["title"].lower()) for m, d in self._info.items()]
         self._absent = [k for k, entry in version.report(verify=False).items()
                         if entry["state"] == "absent" and entry["optional"]]
@@ -117,11 +115,11 @@ class Recommender:
     @classmethod
     def load(cls, home) -> "Recommender":
         """Read the CURRENT version; a missing, damaged or foreign file is an `ArtifactError`."""
-        from index import MovieIndex, MovieMetadata
+        from index import MovieIndex
 
         home = Path(home)
         version = ModelStore(home).open_current()
-        movies = pipeline.movies_of(home, version)
+        movies = pipeline.movie_list_of(home, version)
         rating, ranking = pipeline.text_vectors(version)
         visual = pipeline.visual_vectors(version)
         if rating is None and visual is None:
@@ -137,11 +135,13 @@ class Recommender:
                                   "the rating model has no record of its training ratings")
         cold = pipeline.cold_start_vectors(version)
         index = None
+        metadata = _metadata(movies)
         if version.has("index"):
             entry = version.stage("build-index")
-            index = MovieIndex.load(version, entry.get("index") or {}, metadata=MovieMetadata.from_movies(movies))
+            index = MovieIndex.load(version, entry.get("index") or {}, metadata=metadata)
         return cls(home, version, movies, rating=rating, ranking=ranking, interactions=interactions,
-                   visual=visual, cold=cold, index=index, poster_ids=_poster_ids(home, version.manifest))
+                   visual=visual, cold=cold, index=index, poster_ids=_poster_ids(home, version.manifest),
+                   metadata=metadata)
 
     # -- catalogue -------------------------------------------------------------------------
     def _require_movie(self, movie_id) -> int:
@@ -569,11 +569,23 @@ def _z(x) -> np.ndarray:
     return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
 
 
+def _metadata(movies):
+    """The `index.MovieMetadata` (genres, years) of a `catalog.MovieList`."""
+    from index import MovieMetadata
+
+    return MovieMetadata.from_mapping({m: (g, y) for m, _, y, g in movies.rows()})
+
+
 def _poster_ids(home: Path, manifest: dict) -> set[int]:
     """Movies whose poster file is in the poster store (for ``has_poster`` and ``/posters``)."""
     folder = Path(home) / "posters" / (manifest.get("dataset") or "")
     if not folder.is_dir():
         return set()
-    return {int(p.stem) for p in folder.iterdir() if p.stem.isdigit() and p.suffix in (".jpg", ".png")}
+    found = set()
+    for name in os.listdir(folder):  # names, not Path objects: a query command pays for this
+        stem, dot, suffix = name.rpartition(".")
+        if dot and suffix in ("jpg", "png") and stem.isdigit():
+            found.add(int(stem))
+    return found
 
 

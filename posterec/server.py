@@ -3,7 +3,9 @@
 Queries read the current recommender (a `posterec.protocol.RecommenderLike`) through one
 reference; ``POST /admin/rebuild`` builds a new model version in a background thread, loads it
 and swaps that reference, so queries are answered throughout by the old model until the new one
-is ready.
+is ready. A version another process made current (another worker's rebuild, ``posterec
+build-index``) is noticed within about a second and swapped in the same way (`AppState`), so
+every worker of ``serve --workers N`` (`posterec.workers`) follows it.
 
 What a client may send, and what it gets back:
 - unknown ids give 404 with a JSON ``{"detail": ...}``; bad parameters or a bad body 422; counts
@@ -11,8 +13,10 @@ What a client may send, and what it gets back:
 - ids and counts are plain decimal digits (``/posters/1_0`` is a 422, not poster 10);
 - ``visual_weight`` is quantised to `WEIGHT_STEP` steps, so clients cycling weights reuse a few
   cached spaces instead of building one per request;
-- query handlers are plain functions, run in the threadpool: a slow query never holds up the
-  event loop, so ``/health`` stays fast while others compute;
+- query handlers compute in the threadpool: a slow query never holds up the event loop, so
+  ``/health`` stays fast while others compute; similar, lookalike and recommendations keep the
+  serialised answers of the loaded version (`Answers`, when ``answer_mb`` > 0) and send one
+  already given straight from the event loop;
 - the admin endpoints check the token before they read the body: without a valid token the
   answer is 404 (admin disabled) or 401/403, whatever was sent;
 - ``HEAD`` is answered wherever ``GET`` is, and every response carries ``nosniff``, a
@@ -21,6 +25,7 @@ What a client may send, and what it gets back:
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -49,6 +54,7 @@ log = logging.getLogger(__name__)
 MAX_N = 100
 MAX_ID = 2**31 - 1
 WEIGHT_STEP = 0.05
+ANSWER_MB = 32.0  # serialised query answers `posterec serve` keeps per loaded version (`Answers`)
 MAX_BODY = 4096  # bytes; the rebuild body is {"visual_weight": x}
 VISITOR_BODY = 64 * 1024  # a visitor's likes and ratings (at most 500 movies)
 ADMIN_MOVIE_BODY = 15 * 1024 * 1024  # a new movie with its poster (10 MB at most) in base64
@@ -264,20 +270,63 @@ REBUILD_BODY = {"requestBody": {"required": False, "content": {
 
 
 class RebuildJob:
-    """One background rebuild at a time; `start` returns False when one is running."""
+    """One background rebuild at a time; `start` returns False when one is running.
 
-    def __init__(self, run: Callable[[float | None], str]):
+    With ``shared`` (a folder every worker process of one server sees) the status lives in a
+    file there and a lock file keeps it to one rebuild across all the workers, so ``GET
+    /admin/rebuild`` answers the same whichever worker it reaches."""
+
+    def __init__(self, run: Callable[[float | None], str], shared: Path | None = None):
         self._run = run
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.status = RebuildStatus(state="idle")
+        self._status = RebuildStatus(state="idle")
+        self._file = None if shared is None else Path(shared) / "rebuild-status.json"
+        self._lock_file = None if shared is None else Path(shared) / "rebuild.lock"
+        self._held = None  # the open lock file while this process runs a rebuild
+
+    @property
+    def status(self) -> RebuildStatus:
+        if self._file is not None:
+            try:
+                return RebuildStatus.model_validate_json(self._file.read_bytes())
+            except (OSError, ValueError):
+                pass  # never written yet (idle), or being replaced: ours is as good
+        return self._status
+
+    def _set(self, status: RebuildStatus) -> None:
+        self._status = status
+        if self._file is not None:
+            tmp = self._file.with_name(f".{self._file.name}.{os.getpid()}.tmp")
+            tmp.write_text(status.model_dump_json())
+            os.replace(tmp, self._file)  # readers see the old status or the new, never half
+
+    def _claim(self) -> bool:
+        """Take the cross-worker lock (a no-op for one process); False when another holds it."""
+        if self._lock_file is None:
+            return True
+        import fcntl
+
+        fh = open(self._lock_file, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._held = fh
+        return True
+
+    def _release(self) -> None:
+        if self._held is not None:
+            self._held.close()  # closing drops the flock
+            self._held = None
 
     def start(self, visual_weight: float | None, version_before: str) -> bool:
         with self._lock:
-            if self.status.state == "running":
+            if self._status.state == "running" or not self._claim():
                 return False
-            self.status = RebuildStatus(state="running", started_at=time.time(),
-                                        visual_weight=visual_weight, version_before=version_before)
+            self._set(RebuildStatus(state="running", started_at=time.time(),
+                                    visual_weight=visual_weight, version_before=version_before))
             self._thread = threading.Thread(target=self._work, args=(visual_weight,),
                                             name="posterec-rebuild", daemon=True)
             self._thread.start()
@@ -291,24 +340,58 @@ class RebuildJob:
             log.exception("rebuild failed")
             update = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
         with self._lock:
-            self.status = self.status.model_copy(update={**update, "finished_at": time.time()})
+            self._set(self._status.model_copy(update={**update, "finished_at": time.time()}))
+            self._release()
 
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
 
+class Answers:
+    """Serialised answers of one loaded model version, by request (e.g. ``("similar", 1, 10,
+    None)``), at most ``max_bytes`` of them, the oldest dropped first.
+
+    A loaded version never changes, so neither does its answer to a query: a hit is served on the
+    event loop without the threadpool hop, the search or the encoding. A new version comes with
+    a new, empty `Answers` (`Serving.of`)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max(0, int(max_bytes))
+        self._bodies: dict[tuple, bytes] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> bytes | None:
+        return self._bodies.get(key)  # one dict read: atomic, no lock
+
+    def put(self, key: tuple, body: bytes) -> None:
+        if len(body) * 16 > self.max_bytes:  # off (0), or one answer would crowd out the rest
+            return
+        with self._lock:
+            if key in self._bodies:
+                return
+            while self._bodies and self._size + len(body) > self.max_bytes:
+                self._size -= len(self._bodies.pop(next(iter(self._bodies))))
+            self._bodies[key] = body
+            self._size += len(body)
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
 @dataclass(frozen=True)
 class Serving:
-    """A loaded recommender with what ``/health`` says about it, read once at load."""
+    """A loaded recommender with what ``/health`` says about it, read once at load, and its answers."""
 
     recommender: RecommenderLike
     counts: dict[str, int]
     missing_optional: list[str]
     stale: list[str]
+    answers: Answers
 
     @classmethod
-    def of(cls, rec: object) -> "Serving":
+    def of(cls, rec: object, answer_bytes: int = 0) -> "Serving":
         gaps = protocol_gaps(rec)
         if gaps:
             raise TypeError(f"{type(rec).__name__} is not a posterec.protocol.RecommenderLike: "
@@ -316,29 +399,119 @@ class Serving:
         health = rec.health()
         return cls(rec, {str(k): int(v) for k, v in rec.counts().items()},
                    [str(x) for x in health.get("missing_optional", [])],
-                   [str(x) for x in health.get("stale", [])])
+                   [str(x) for x in health.get("stale", [])], Answers(answer_bytes))
+
+
+def current_version(home: Path) -> str | None:
+    """The name in ``<home>/models/CURRENT`` (what `AppState` watches), or None."""
+    from catalog import ModelStore
+
+    return ModelStore(home).current_name()
 
 
 class AppState:
-    """Holds the recommender in use; swapping it is one reference assignment."""
+    """Holds the recommender in use; swapping it is one reference assignment.
 
-    def __init__(self, home: Path, loader: Callable, rebuilder: Callable):
+    Each read of `current` looks, at most every ``check_every`` seconds, at the version on disk
+    (``watch(home)``, default: the name in ``models/CURRENT``); when another process (another
+    worker's rebuild, ``posterec build-index``, ``add-movie``) has made a new one current, it is
+    loaded in a background thread and swapped in, and requests are answered by the old one until
+    then. So every worker of ``serve --workers N`` moves to the new version within about
+    ``check_every`` seconds plus the load time.
+    """
+
+    def __init__(self, home: Path, loader: Callable, rebuilder: Callable, *, watch: Callable | None = None,
+                 check_every: float = 1.0, answer_bytes: int = 0, shared: Path | None = None):
         self.home = home
         self.loader = loader
         self.rebuilder = rebuilder
-        self.current = Serving.of(loader(home))
+        self.watch = watch or current_version
+        self.check_every = float(check_every)
+        self.answer_bytes = int(answer_bytes)
+        self._loading = threading.Lock()  # one load at a time: a rebuild's, a reload's or the watcher's
+        self._current = self._load()
+        self._next_check = time.monotonic() + self.check_every
+        self._failed: str | None = None  # a version on disk that would not load (not retried)
         self.started = time.time()
-        self.rebuild = RebuildJob(self._rebuild)
+        self.rebuild = RebuildJob(self._rebuild, shared)
+
+    def _load(self) -> Serving:
+        return Serving.of(self.loader(self.home), self.answer_bytes)
+
+    @property
+    def current(self) -> Serving:
+        if self.check_every >= 0:
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + self.check_every
+                self._check()
+        return self._current
 
     @property
     def recommender(self) -> RecommenderLike:
         return self.current.recommender
 
+    def _changed(self) -> str | None:
+        """The version on disk when it is not the one served (nor one that failed), else None."""
+        try:
+            on_disk = self.watch(self.home)
+        except (OSError, ValueError):
+            return None
+        if on_disk is None or on_disk in (self._current.recommender.version, self._failed):
+            return None
+        return on_disk
+
+    def _check(self) -> None:
+        """Start loading the version on disk when it is not the one served (a few µs when it is)."""
+        on_disk = self._changed()
+        if on_disk is None or not self._loading.acquire(blocking=False):
+            return  # current, or a load is under way: the next check sees what it gave
+        threading.Thread(target=self._follow, args=(on_disk,), name="posterec-reload", daemon=True).start()
+
+    def start_watching(self) -> threading.Event:
+        """In the process that serves (each worker, at start-up): load the version on disk now if it
+        is not the one served (a worker forked from an older load), then look every
+        ``check_every`` s in a background thread, so that even a worker no request reaches keeps
+        up. Returns the event that stops the thread."""
+        stop = threading.Event()
+        if self.check_every < 0:
+            return stop
+        on_disk = self._changed()
+        if on_disk is not None:
+            self._loading.acquire()
+            self._follow(on_disk)
+
+        def watch() -> None:
+            while not stop.wait(self.check_every):
+                on_disk = self._changed()
+                if on_disk is not None and self._loading.acquire(blocking=False):
+                    self._follow(on_disk)
+
+        threading.Thread(target=watch, name="posterec-watch", daemon=True).start()
+        return stop
+
+    def _follow(self, on_disk: str) -> None:
+        try:
+            if self._current.recommender.version != on_disk:
+                self._current = self._load()
+                log.info("now serving model %s (made current by another process)", self._current.recommender.version)
+        except Exception as exc:  # a broken version: keep serving the old one, say so once
+            self._failed = on_disk
+            log.warning("model %s is current on disk but did not load; still serving %s: %s",
+                        on_disk, self._current.recommender.version, exc)
+        finally:
+            self._loading.release()
+
+    def reload(self) -> None:
+        """Load the version on disk now (after this process changed it)."""
+        with self._loading:
+            self._current = self._load()  # atomic: requests hold whichever reference they read
+
     def _rebuild(self, visual_weight: float | None) -> str:
-        self.rebuilder(self.home, visual_weight=visual_weight)
-        fresh = Serving.of(self.loader(self.home))
-        self.current = fresh  # atomic: requests hold whichever reference they read
-        return fresh.recommender.version
+        with self._loading:  # the watcher leaves the version this rebuild makes to it
+            self.rebuilder(self.home, visual_weight=visual_weight)
+            self._current = self._load()
+        return self._current.recommender.version
 
 
 def _default_loader(home):
@@ -379,10 +552,22 @@ class _Json(Response):
     media_type = "application/json"
 
 
+def _encoded(model: type[BaseModel], data: dict[str, Any]) -> bytes:
+    """``data`` validated against ``model`` and serialised, in pydantic's compiled core."""
+    return model.model_validate(data).model_dump_json().encode()
+
+
 def _reply(model: type[BaseModel], data: dict[str, Any]) -> Response:
     """Validate and serialise in pydantic's compiled core (FastAPI skips its own, slower pass
     when handed a Response); the route's ``response_model`` still documents the shape."""
-    return _Json(model.model_validate(data).model_dump_json())
+    return _Json(_encoded(model, data))
+
+
+def _kept(cur: "Serving", key: tuple, model: type[BaseModel], data: dict[str, Any]) -> bytes:
+    """The answer ``data`` serialised (validated against ``model``) and kept in ``cur.answers``."""
+    body = _encoded(model, data)
+    cur.answers.put(key, body)
+    return body
 
 
 _MAGIC = [(b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -509,12 +694,29 @@ class _App(FastAPI):
 # ---------------------------------------------------------------- the app
 
 
-def create_app(home, loader: Callable | None = None, rebuilder: Callable | None = None) -> FastAPI:
+def create_app(home, loader: Callable | None = None, rebuilder: Callable | None = None, *,
+               watch: Callable | None = None, check_every: float = 1.0, answer_mb: float = 0.0,
+               shared: Path | None = None) -> FastAPI:
     """The API and page for the model in ``home``. ``loader(home)`` returns a `RecommenderLike`
     (default `posterec.recommender.Recommender.load`); ``rebuilder(home, visual_weight=)``
-    writes a new current version (default `posterec.recommender.rebuild`)."""
-    state = AppState(Path(home), loader or _default_loader, rebuilder or _default_rebuilder)
-    app = _App(title="posterec", version="1", redoc_url=None,
+    writes a new current version (default `posterec.pipeline.build_index`).
+
+    ``watch(home)`` names the version on disk (default: ``models/CURRENT``), looked at every
+    ``check_every`` s (negative: never) to follow versions other processes make current;
+    ``answer_mb``: how much of the query answers of the loaded version are kept serialised
+    (`Answers`; 0, the default here: none; ``posterec serve`` keeps `ANSWER_MB`); ``shared``: a folder the worker processes of one server share, for
+    the rebuild status (`RebuildJob`)."""
+    state = AppState(Path(home), loader or _default_loader, rebuilder or _default_rebuilder, watch=watch,
+                     check_every=check_every, answer_bytes=int(answer_mb * 2**20), shared=shared)
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        stop = state.start_watching()  # here, in the serving process: after a fork, not before
+        try:
+            yield
+        finally:
+            stop.set()
+
+    app = _App(title="posterec", version="1", redoc_url=None, lifespan=lifespan,
                description="Movie recommendations from ratings and posters.")
     app.state.posterec = state
 
@@ -560,27 +762,39 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
     def get_movie(movie_id: MovieId):
         return _reply(Movie, _movie(state.recommender.movie(movie_id)))
 
+    # similar, lookalike and recommendations: an answer of this version already given is sent as
+    # it was, from the event loop; a new one is computed in the threadpool and kept (`Answers`).
+
     @app.get("/movies/{movie_id}/similar", response_model=SimilarResult, responses=NOT_FOUND,
              tags=["movies"])
-    def similar(movie_id: MovieId, n: Count = 10, visual_weight: Weight = None):
-        rec = state.recommender
+    async def similar(movie_id: MovieId, n: Count = 10, visual_weight: Weight = None):
+        cur, key = state.current, ("similar", movie_id, min(n, MAX_N), quantise(visual_weight))
+        return _Json(cur.answers.get(key) or await run_in_threadpool(_similar, cur, key))
+
+    def _similar(cur: Serving, key: tuple) -> bytes:
+        _, movie_id, n, weight = key
+        rec = cur.recommender
         movie = rec.movie(movie_id)
-        weight = quantise(visual_weight)
-        hits = rec.similar(movie_id, n=min(n, MAX_N), visual_weight=weight)
-        return _reply(SimilarResult, {"movie": _movie(movie), "version": rec.version,
-                                      "visual_weight": weight, "results": _described(rec, hits)})
+        hits = rec.similar(movie_id, n=n, visual_weight=weight)
+        return _kept(cur, key, SimilarResult, {"movie": _movie(movie), "version": rec.version,
+                                                "visual_weight": weight, "results": _described(rec, hits)})
 
     @app.get("/movies/{movie_id}/lookalike", response_model=SimilarResult, responses=NOT_FOUND,
              tags=["movies"])
-    def lookalike(movie_id: MovieId, n: Count = 10):
-        rec = state.recommender
+    async def lookalike(movie_id: MovieId, n: Count = 10):
+        cur, key = state.current, ("lookalike", movie_id, min(n, MAX_N))
+        return _Json(cur.answers.get(key) or await run_in_threadpool(_lookalike, cur, key))
+
+    def _lookalike(cur: Serving, key: tuple) -> bytes:
+        _, movie_id, n = key
+        rec = cur.recommender
         movie = rec.movie(movie_id)
         try:
-            hits = rec.lookalike(movie_id, n=min(n, MAX_N))
+            hits = rec.lookalike(movie_id, n=n)
         except ArtifactError as exc:  # a model without posters: no look-alikes to give
             raise HTTPException(404, str(exc)) from None
-        return _reply(SimilarResult, {"movie": _movie(movie), "version": rec.version,
-                                      "visual_weight": 1.0, "results": _described(rec, hits)})
+        return _kept(cur, key, SimilarResult, {"movie": _movie(movie), "version": rec.version,
+                                                "visual_weight": 1.0, "results": _described(rec, hits)})
 
     @app.get("/users", response_model=UserSample, tags=["users"])
     def sample_users(n: Count = 20):
@@ -589,12 +803,16 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
 
     @app.get("/users/{user_id}/recommendations", response_model=RecommendResult,
              responses=NOT_FOUND, tags=["users"])
-    def recommend(user_id: UserId, n: Count = 10, visual_weight: Weight = None):
-        rec = state.recommender
-        weight = quantise(visual_weight)
-        hits = rec.recommend(user_id, n=min(n, MAX_N), visual_weight=weight)
-        return _reply(RecommendResult, {"user_id": user_id, "version": rec.version,
-                                        "visual_weight": weight, "results": _described(rec, hits)})
+    async def recommend(user_id: UserId, n: Count = 10, visual_weight: Weight = None):
+        cur, key = state.current, ("recommend", user_id, min(n, MAX_N), quantise(visual_weight))
+        return _Json(cur.answers.get(key) or await run_in_threadpool(_recommend, cur, key))
+
+    def _recommend(cur: Serving, key: tuple) -> bytes:
+        _, user_id, n, weight = key
+        rec = cur.recommender
+        hits = rec.recommend(user_id, n=n, visual_weight=weight)
+        return _kept(cur, key, RecommendResult, {"user_id": user_id, "version": rec.version,
+                                                  "visual_weight": weight, "results": _described(rec, hits)})
 
     @app.post("/recommendations", response_model=VisitorResult, tags=["visitors"],
               responses={413: {"model": Error}},
@@ -684,7 +902,7 @@ def create_app(home, loader: Callable | None = None, rebuilder: Callable | None 
             raise _invalid(exc.errors(include_input=False, include_context=False), ("body",)) from None
 
     def _reload() -> None:
-        state.current = Serving.of(state.loader(state.home))  # atomic, as after a rebuild
+        state.reload()  # atomic, as after a rebuild
 
     @app.post("/admin/movies", response_model=NewMovie, status_code=201,
               responses={**admin_responses, 413: {"model": Error}, 422: {"model": Error}}, tags=["admin"],

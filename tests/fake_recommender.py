@@ -6,7 +6,8 @@ returns comedies, `lookalike(a comedy)` returns yellow posters and `recommend(ev
 unseen comedies with a "because" pointing at a comedy the user liked.
 
 `make_fake_home(home)` writes the catalogue, posters and a version file; `FakeRecommender.load`
-reads them back; `fake_rebuild(home)` writes the next version (slowly, like the real one).
+reads them back; `fake_rebuild(home)` writes the next version (slowly, like the real one);
+`fake_version(home)` names the one on disk.
 """
 from __future__ import annotations
 
@@ -79,6 +80,14 @@ def fake_rebuild(home, visual_weight: float | None = None, delay: float = 0.3) -
     os.replace(tmp, fake / "VERSION")
     if visual_weight is not None:
         (fake / "VISUAL_WEIGHT").write_text(str(visual_weight))
+
+
+def fake_version(home) -> str | None:
+    """The fake version on disk (what `posterec.server.AppState` watches for a fake home)."""
+    try:
+        return (_fake_dir(home) / "VERSION").read_text().strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..output import port_argument
+from ..output import number_between, port_argument, positive_int
 
 
 def register(sub) -> None:
@@ -13,6 +13,12 @@ def register(sub) -> None:
                                    "$POSTEREC_ADMIN_TOKEN is set.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=port_argument, default=8000, help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="worker processes on the one port (default: 1); they share the loaded model's "
+                        "memory, and each follows a version another makes current")
+    p.add_argument("--answer-cache-mb", type=number_between(0.0, 4096.0, float, "a size in MiB"), default=None,
+                   metavar="MB", help="serialised answers of similar, lookalike and recommendations kept per "
+                                      "loaded version and worker (default: 32; 0: none)")
     p.set_defaults(func=run_serve)
 
     p = sub.add_parser("report", help="write an HTML report about the current model, beside baselines fitted in the run",
@@ -98,31 +104,44 @@ def run_serve(args) -> int:
     import asyncio
     import os
     import sys
+    import tempfile
 
     import uvicorn
 
-    from ..server import TOKEN_ENV, create_app
+    from ..server import ANSWER_MB, TOKEN_ENV, create_app
 
     admin_on = bool(os.environ.get(TOKEN_ENV))
+    workers = getattr(args, "workers", 1)
+    answer_mb = ANSWER_MB if getattr(args, "answer_cache_mb", None) is None else args.answer_cache_mb
     sock = listen(args.host, args.port)  # before the model loads: a busy port fails at once
+    shared = tempfile.TemporaryDirectory(prefix="posterec-serve-") if workers > 1 else None
     try:
-        app = create_app(args.home)
+        app = create_app(args.home, answer_mb=answer_mb, shared=None if shared is None else shared.name)
         rec = app.state.posterec.recommender
         warning = network_warning(args.host, admin_on)
         if warning:
             print(warning, file=sys.stderr, flush=True)
+        port = sock.getsockname()[1]
+
+        def say_serving(pids=None) -> None:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            admin = "on" if admin_on else f"off (set {TOKEN_ENV})"
+            posters = "" if rec.has_posters else " (no posters: collaborative only)"
+            procs = f"; {len(pids)} workers" if pids else ""
+            print(f"posterec: serving {rec.dataset} model {rec.version}{posters} at "
+                  f"http://{host}:{port}/ (API docs at /docs; admin {admin}{procs}; Ctrl-C stops)", flush=True)
+
+        if workers > 1:
+            from ..workers import serve_workers
+
+            return serve_workers(app, sock, workers, started=say_serving)
         config = uvicorn.Config(app, log_level="warning", server_header=False)
         server = uvicorn.Server(config)
-        port = sock.getsockname()[1]
 
         async def announce() -> None:  # print the URL once uvicorn is accepting connections
             while not server.started:
                 await asyncio.sleep(0.05)
-            host = f"[{args.host}]" if ":" in args.host else args.host
-            admin = "on" if admin_on else f"off (set {TOKEN_ENV})"
-            posters = "" if rec.has_posters else " (no posters: collaborative only)"
-            print(f"posterec: serving {rec.dataset} model {rec.version}{posters} at "
-                  f"http://{host}:{port}/ (API docs at /docs; admin {admin}; Ctrl-C stops)", flush=True)
+            say_serving()
 
         async def main() -> None:
             task = asyncio.create_task(announce())
@@ -132,6 +151,8 @@ def run_serve(args) -> int:
         asyncio.run(main())
     finally:
         sock.close()
+        if shared is not None:
+            shared.cleanup()
     return 0
 
 
