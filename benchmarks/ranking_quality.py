@@ -250,7 +250,8 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
         raise RuntimeError("the trained model's interactions are not the split's training part")
     info["train_seconds"] = round(fit_seconds, 1)
     hits = rec.recommend_many(users, N_RECALL)
-    add("posterec recommend, w=0 (puresvd+rating)", {int(u): h.movie_ids for u, h in zip(users, hits)},
+    base_name = rec.ranking_model.name if rec.ranking_model is not None else "rating"
+    add(f"posterec recommend, w=0 ({base_name})", {int(u): h.movie_ids for u, h in zip(users, hits)},
         {"ranking": rec.ranking_model.name if rec.ranking_model is not None else None})
     for w in (0.25, 0.5):
         add(f"posterec recommend, w={w:g}",
@@ -290,6 +291,21 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
                         users)
     add("implicit BPR", lists, meta)
     info["vbpr_fit_seconds"] = (entry.get("ranking") or {}).get("fit_seconds")
+    # the ranking models train can fit, refit beside its rating model on its own validation slice,
+    # then the poster variants on top of the default one (benchmarks/ranking_variants.py)
+    from ranking_variants import poster_variants, refit_candidates
+
+    seen = m_full.x[np.searchsorted(m_full.user_ids, users)].toarray() > 0
+    print("  ranking models beside the trained rating model:", flush=True)
+    ctx = refit_candidates(home, name, DATASET, SEED, catalogue, users, seen, add)
+    for cand, model in ctx["models"].items():
+        info[f"{cand}_final_fit_seconds"] = model.params.get("fit_seconds")
+    t0 = time.perf_counter()
+    print(f"  poster variants on {base_name}:", flush=True)
+    feats = {"posters + genres + year": movie_features(catalogue, rec.visual, genres, years),
+             "genres + year, no posters": movie_features(catalogue, None, genres, years)}
+    info["poster_variants"] = poster_variants(ctx, base_name, rec.visual, feats, catalogue, users, seen, train, add)
+    info["poster_variants_seconds"] = round(time.perf_counter() - t0, 1)
     return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
 
 
@@ -327,7 +343,7 @@ def cold_split(home: Path, shared: Path, cache: Path, embed_args, dataset) -> di
     uv = base.ranking_users.values[base.ranking_users.rows_of(users)]
     # the rating model's movie tower gives a held-out movie vectors from its genres and title
     # (PureSVD has none for it): recommend's order for it today
-    ranked["posterec recommend today (puresvd+rating; text tower only)"] = uv @ base.ranking_movies.subset(cold).values.T
+    ranked[f"posterec recommend today ({base.name}; text tower only)"] = uv @ base.ranking_movies.subset(cold).values.T
     # today's ridge map (what build-index fits for poster-only movies), fit on the warm movies
     warm = np.unique(split.train["movie_id"].to_numpy(np.int64))
     targets = base.ranking_movies.subset(warm)
@@ -423,8 +439,10 @@ def main() -> int:
     print()
     for name, res in out.items():
         print(table(name, res) + "\n")
+        finals = ", ".join(f"{c} {res.get(f'{c}_final_fit_seconds')}" for c in ("ease", "ease+rating"))
         print(f"fit seconds: posterec train {res['train_seconds']}, build-index {res['build_index_seconds']} "
-              f"(vbpr {res['vbpr_fit_seconds']}), implicit ALS {res['als_fit_seconds']}\n")
+              f"(vbpr {res['vbpr_fit_seconds']}), implicit ALS {res['als_fit_seconds']}; final EASE fit "
+              f"(the grid not counted, as ALS's refit): {finals}\n")
     if cold:
         print(f"| cold start ({cold['cold_movies']} held-out movies with a poster, {cold['users']} users) | HR@10 | "
               f"NDCG@10 |\n|---|---|---|")
