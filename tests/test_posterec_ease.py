@@ -93,3 +93,31 @@ def test_a_visitor_with_a_known_users_ratings_gets_their_recommendations(ease_ho
             assert mine == theirs
         else:  # the rating part is a ridge fold-in: close, not equal
             assert len(set(mine) & set(theirs)) >= 8
+
+
+@pytest.mark.parametrize("limit", [None, 10])
+def test_train_records_the_ranking_model_and_falls_back_above_the_limit(planted_home, monkeypatch, limit):
+    """`train` fits the config's ranking model (ease+rating by default) and records it, what was
+    asked for and where the default comes from; above EASE's size limit it falls back to
+    puresvd+rating and says why."""
+    pytest.importorskip("keras")
+    import text_model.ease as ease
+    from posterec.pipeline import train
+    from text_model import config
+    from text_model_helpers import TINY
+
+    monkeypatch.setitem(config.CONFIGS, "best", TINY)
+    if limit:
+        monkeypatch.setattr(ease, "EASE_MAX_MOVIES", limit)
+    train(planted_home, "ml-100k", epochs=1, verbose=0, announce=lambda *a: None)
+    entry = ModelStore(planted_home).open_current().stage("train")["ranking"]
+    assert entry["requested"] == "ease+rating" and "ranking_quality" in entry["default_chosen_by"]
+    rec = Recommender.load(planted_home)
+    if limit:
+        assert entry["name"] == rec.ranking_model.name == "puresvd+rating"
+        assert "EASE_MAX_MOVIES=10" in entry["fallback"]
+    else:
+        assert entry["name"] == rec.ranking_model.name == "ease+rating" and "fallback" not in entry
+        assert entry["params"]["lam"] in TINY.ease_lambdas
+    user = int(rec.known_users()[0])
+    assert not np.isin(rec.recommend(user, 5).movie_ids, rec.interactions.of(user)).any()
