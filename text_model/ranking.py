@@ -8,7 +8,10 @@ popular" at finding what a user watches next. So recommend ranks with one of:
   (Cremonesi et al., 2010): it models *which* movies a user rates;
 - `Blend` (name ``puresvd+rating``): ``puresvd(u, i) + rating_weight * predicted_rating(u, i)``,
   a composed step over a `PureSVD` and the rating model, whose ``k`` and ``rating_weight`` are
-  picked on the validation slice of the training data.
+  picked on the validation slice of the training data;
+- `text_model.ease.EASE` / `EaseBlend` (names ``ease``, ``ease+rating``): EASE's closed-form
+  item-item weights (Steck 2019), alone or blended with the predicted rating the same way; the
+  config's ``ranking_model`` picks one (`ranking_for`), ``ease+rating`` by default.
 
 Each is an inner product of vectors, so `RankingVectors` (``ranking_users``, ``ranking_movies``,
 dot == ranking score) serve brute-force and FAISS search alike; they are computed at load time
