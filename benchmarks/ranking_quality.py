@@ -52,6 +52,8 @@ ALS_GRID = [dict(factors=f, regularization=r, alpha=a) for f in (32, 64, 128) fo
 BPR_GRID = [dict(factors=f, learning_rate=lr, iterations=it) for f in (32, 64, 128) for lr in (0.01, 0.05)
             for it in (100,)]
 EASE_GRID = [50.0, 200.0, 500.0, 1000.0, 2000.0]
+SKIP_VBPR = False        # --skip-vbpr: no build-index vbpr row and no vbpr ablations (seeded: they repeat exactly)
+VARIANT_FEATURES = None  # --variant-features: which vbpr feature sets the poster variants fit (None: all)
 
 
 # -- homes ----------------------------------------------------------------------------------------
@@ -250,25 +252,29 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
         raise RuntimeError("the trained model's interactions are not the split's training part")
     info["train_seconds"] = round(fit_seconds, 1)
     hits = rec.recommend_many(users, N_RECALL)
-    add("posterec recommend, w=0 (puresvd+rating)", {int(u): h.movie_ids for u, h in zip(users, hits)},
+    base_name = rec.ranking_model.name if rec.ranking_model is not None else "rating"
+    add(f"posterec recommend, w=0 ({base_name})", {int(u): h.movie_ids for u, h in zip(users, hits)},
         {"ranking": rec.ranking_model.name if rec.ranking_model is not None else None})
     for w in (0.25, 0.5):
         add(f"posterec recommend, w={w:g}",
             {int(u): rec.recommend(int(u), N_RECALL, visual_weight=w, because=False).movie_ids for u in users})
-    t0 = time.perf_counter()
-    entry = build_index(home, ranking_model="vbpr")
-    info["build_index_seconds"] = round(time.perf_counter() - t0, 1)
-    rec = Recommender.load(home)
-    hits = rec.recommend_many(users, N_RECALL)
-    add("posterec recommend after build-index (vbpr)", {int(u): h.movie_ids for u, h in zip(users, hits)},
-        {"ranking": entry.get("ranking")})
+    entry = {}
+    if not SKIP_VBPR:
+        t0 = time.perf_counter()
+        entry = build_index(home, ranking_model="vbpr")
+        info["build_index_seconds"] = round(time.perf_counter() - t0, 1)
+        rec = Recommender.load(home)
+        hits = rec.recommend_many(users, N_RECALL)
+        add("posterec recommend after build-index (vbpr)", {int(u): h.movie_ids for u, h in zip(users, hits)},
+            {"ranking": entry.get("ranking")})
     # ablations of the learned model, through fusion.vbpr's own API (same fit as build-index)
     movies = dataset.movies
     genres = {int(m): tuple(g) for m, g in zip(movies["movie_id"], movies["genres"])}
     years = {int(m): (None if y != y else float(y)) for m, y in zip(movies["movie_id"], movies["year"].astype("float64"))}
     m_full = Matrix(train, catalogue)
-    for key, feats in (("vbpr without posters (genres + year)", movie_features(catalogue, None, genres, years)),
-                       ("vbpr without features (BPR-MF)", None)):
+    for key, feats in () if SKIP_VBPR else (
+            ("vbpr without posters (genres + year)", movie_features(catalogue, None, genres, years)),
+            ("vbpr without features (BPR-MF)", None)):
         t0 = time.perf_counter()
         model = fit_vbpr(train, feats)
         results_key_seconds = time.perf_counter() - t0
@@ -290,6 +296,23 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
                         users)
     add("implicit BPR", lists, meta)
     info["vbpr_fit_seconds"] = (entry.get("ranking") or {}).get("fit_seconds")
+    # the ranking models train can fit, refit beside its rating model on its own validation slice,
+    # then the poster variants on top of the default one (benchmarks/ranking_variants.py)
+    from ranking_variants import poster_variants, refit_candidates
+
+    seen = m_full.x[np.searchsorted(m_full.user_ids, users)].toarray() > 0
+    print("  ranking models beside the trained rating model:", flush=True)
+    ctx = refit_candidates(home, name, DATASET, SEED, catalogue, users, seen, add)
+    for cand, model in ctx["models"].items():
+        info[f"{cand}_final_fit_seconds"] = model.params.get("fit_seconds")
+    t0 = time.perf_counter()
+    print(f"  poster variants on {base_name}:", flush=True)
+    feats = {"posters + genres + year": movie_features(catalogue, rec.visual, genres, years),
+             "genres + year, no posters": movie_features(catalogue, None, genres, years)}
+    short = {"posters + genres + year": "posters", "genres + year, no posters": "no-posters"}
+    feats = {k: v for k, v in feats.items() if VARIANT_FEATURES is None or short[k] in VARIANT_FEATURES}
+    info["poster_variants"] = poster_variants(ctx, base_name, rec.visual, feats, catalogue, users, seen, train, add)
+    info["poster_variants_seconds"] = round(time.perf_counter() - t0, 1)
     return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
 
 
@@ -327,7 +350,7 @@ def cold_split(home: Path, shared: Path, cache: Path, embed_args, dataset) -> di
     uv = base.ranking_users.values[base.ranking_users.rows_of(users)]
     # the rating model's movie tower gives a held-out movie vectors from its genres and title
     # (PureSVD has none for it): recommend's order for it today
-    ranked["posterec recommend today (puresvd+rating; text tower only)"] = uv @ base.ranking_movies.subset(cold).values.T
+    ranked[f"posterec recommend today ({base.name}; text tower only)"] = uv @ base.ranking_movies.subset(cold).values.T
     # today's ridge map (what build-index fits for poster-only movies), fit on the warm movies
     warm = np.unique(split.train["movie_id"].to_numpy(np.int64))
     targets = base.ranking_movies.subset(warm)
@@ -391,7 +414,15 @@ def main() -> int:
     parser.add_argument("--weights-file", type=Path, default=None, help=f"MobileNetV2 .h5 (default: SHARED/{WEIGHTS_H5})")
     parser.add_argument("--splits", default="leave-last-out,random-80-20")
     parser.add_argument("--skip-cold-start", action="store_true")
+    parser.add_argument("--skip-vbpr", action="store_true",
+                        help="skip build-index's vbpr and the vbpr ablation rows (fixed seeds: they repeat exactly)")
+    parser.add_argument("--variant-features", default=None,
+                        help="poster variants: vbpr feature sets to fit, comma-separated among 'posters' "
+                             "(posters + genres + year) and 'no-posters' (genres + year) (default: both)")
     args = parser.parse_args()
+    global SKIP_VBPR, VARIANT_FEATURES
+    SKIP_VBPR = args.skip_vbpr
+    VARIANT_FEATURES = None if args.variant_features is None else [s.strip() for s in args.variant_features.split(",")]
     weights_file = args.weights_file or args.shared / WEIGHTS_H5
     needed = [args.shared / "data" / DATASET, args.shared / "data" / "posters" / DATASET, weights_file]
     absent = [str(p) for p in needed if not p.exists()]
@@ -423,8 +454,10 @@ def main() -> int:
     print()
     for name, res in out.items():
         print(table(name, res) + "\n")
-        print(f"fit seconds: posterec train {res['train_seconds']}, build-index {res['build_index_seconds']} "
-              f"(vbpr {res['vbpr_fit_seconds']}), implicit ALS {res['als_fit_seconds']}\n")
+        finals = ", ".join(f"{c} {res.get(f'{c}_final_fit_seconds')}" for c in ("ease", "ease+rating"))
+        print(f"fit seconds: posterec train {res['train_seconds']}, build-index {res.get('build_index_seconds')} "
+              f"(vbpr {res['vbpr_fit_seconds']}), implicit ALS {res['als_fit_seconds']}; final EASE fit "
+              f"(the grid not counted, as ALS's refit): {finals}\n")
     if cold:
         print(f"| cold start ({cold['cold_movies']} held-out movies with a poster, {cold['users']} users) | HR@10 | "
               f"NDCG@10 |\n|---|---|---|")

@@ -84,7 +84,7 @@ def run_ours(dataset, split, name: str, seed: int) -> tuple[dict, object]:
     fit = time.perf_counter() - start
     m = rating_metrics(tm, split.test["user_id"], split.test["movie_id"], split.test["rating"])
     res = {"rmse": m["rmse"], "mae": m["mae"], "fit_seconds": fit, "epochs": len(tm.history.get("loss", []))}
-    print(f"{'text_model ' + name:48s} RMSE {res['rmse']:.4f}  MAE {res['mae']:.4f}  fit {fit:7.1f} s "
+    print(f"{'text_model ' + Path(name).name:48s} RMSE {res['rmse']:.4f}  MAE {res['mae']:.4f}  fit {fit:7.1f} s "
           f"({res['epochs']} epochs)", flush=True)
     return res, tm
 
@@ -154,6 +154,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--only-ml1m", action="store_true", help="only the ml-1m estimate (epochs from --epochs)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs assumed by --only-ml1m (default: 4)")
+    parser.add_argument("--config", default="best", help="our config: a name or the JSON file `posterec tune` "
+                                                         "wrote, as `train --config` reads it (default: best)")
     args = parser.parse_args(argv)
     source = args.shared / "data" / "ml-100k"
     if not (source / "u.data").exists():
@@ -176,7 +178,8 @@ def main(argv=None) -> int:
     print(f"ml-100k random-80-20 seed {args.seed}: {len(split.train)} train / {len(split.test)} test", flush=True)
 
     results: dict = {}
-    results["text_model best"], _ = run_ours(dataset, split, "best", args.seed)
+    results["text_model best"], _ = run_ours(dataset, split, args.config, args.seed)
+    results["text_model best"]["config"] = args.config
     if not args.skip_reference:
         results["text_model reference"], _ = run_ours(dataset, split, "reference", args.seed)
     results.update(run_surprise(split))

@@ -120,6 +120,8 @@ def model_section(version) -> Section:
         params = {k: v for k, v in (ranking.get("params") or {}).items() if _is_number(v)}
         rows.append(("ranking model", ranking["name"] + (f" ({', '.join(f'{k} {v:g}' for k, v in params.items())})"
                                                         if params else "")))
+        if ranking.get("fallback"):
+            rows.append(("ranking fallback", f"asked for {ranking.get('requested')}: {ranking['fallback']}"))
     s.table([r for r in rows if r[1] is not None], ("", ""), numeric_from=99)
     metrics = {k: v for k, v in _flatten(tm.get("metrics") or {}).items() if k != "fit_seconds"}
     if metrics:

@@ -51,3 +51,17 @@ def test_a_bad_config_file_is_one_clear_error(planted_home, tmp_path, capsys):
     assert main(["--home", str(planted_home), "train", "--config", str(bad), "--progress", "0"]) == 1
     err = capsys.readouterr().err
     assert str(bad) in err and "nope" in err
+
+
+def test_the_first_trial_is_the_base_config_clipped_into_the_space():
+    """tune enqueues the base config as trial 0, so its result is never worse than the base on validation."""
+    from posterec.commands.tune import RANKING_SPACE, RATING_SPACE, base_point
+    from text_model import TextModelConfig
+
+    base = TextModelConfig()
+    point = base_point(base, {**RATING_SPACE, **RANKING_SPACE})
+    assert point["learning_rate"] == base.learning_rate and point["implicit_dim"] == base.implicit_dim
+    assert point["vbpr_factors"] == base.vbpr_factors
+    small = base_point(TextModelConfig(user_embedding_dim=4, l2=0.0), RATING_SPACE)
+    assert small["user_embedding_dim"] == RATING_SPACE["user_embedding_dim"][1]
+    assert small["l2"] == RATING_SPACE["l2"][1]

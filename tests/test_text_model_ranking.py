@@ -57,7 +57,7 @@ def test_rating_only_ranks_by_predicted_rating(board):
     expect = rating.predict(np.full(N_MOVIES, 1), hits.movie_ids)
     assert np.all(np.diff(expect) <= 1e-6)  # best first by predicted rating
     assert ranking_for(TINY.with_overrides(ranking_factors=())).name == "rating"
-    assert ranking_for(TINY).name == "puresvd+rating"
+    assert ranking_for(TINY.with_overrides(ranking_model="puresvd+rating")).name == "puresvd+rating"
 
 
 @pytest.mark.parametrize("kind", ["blend", "puresvd", "rating"])

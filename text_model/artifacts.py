@@ -32,13 +32,26 @@ def save_trained(writer, tm, dataset, split, metrics: dict, home) -> None:
         "config": tm.config.to_dict(), "dataset": dataset.name, "dataset_checksum": checksum,
         "split": split.describe(), "metrics": metrics, "epochs_run": len(tm.history.get("loss", [])),
         "fit_seconds": round(float(tm.fit_seconds), 2),
-        "ranking": {"name": ranking.name, "params": ranking.params},
+        "ranking": ranking_entry(tm.config, ranking, len(rv.user_ids), len(rv.movie_ids)),
         "rating_range": list(tm.rating_range), "vector_dim": tm.config.vector_dim,
         "n_users": len(rv.user_ids), "n_movies": len(rv.movie_ids),
     })
     writer.manifest["dataset"] = dataset.name
     writer.manifest["dataset_checksum"] = checksum
     writer.manifest["purpose"] = "evaluation" if len(split.test) else "use"
+
+
+def ranking_entry(config, ranking, n_users: int, n_movies: int) -> dict:
+    """The train stage's record of the ranking model: what it is, what the config asked for, where
+    that default comes from and, when EASE was too large, why it fell back."""
+    from .ranking import RANKING_CHOSEN_BY, ranking_fallback
+
+    entry = {"name": ranking.name, "params": ranking.params, "requested": config.ranking_model,
+             "default_chosen_by": RANKING_CHOSEN_BY}
+    fallback = ranking_fallback(config, n_users, n_movies)
+    if fallback:
+        entry["fallback"] = fallback
+    return entry
 
 
 def load_test_pairs(version) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

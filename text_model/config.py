@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 HEADS = ("dot", "fc")
+RANKING_MODELS = ("ease+rating", "ease", "puresvd+rating", "rating")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,12 @@ class TextModelConfig:
     # among these. No factors: rank by predicted rating alone.
     ranking_factors: tuple[int, ...] = (16, 32, 64)
     rating_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+    # the ranking model recommend uses (text_model.ranking / text_model.ease): "ease+rating" (EASE's
+    # item-item scores + lam * predicted rating), "ease", "puresvd+rating" or "rating". The default is
+    # the best on benchmarks/README.md "Ranking quality" (ml-100k, both splits); EASE falls back to
+    # puresvd+rating when the catalogue is too large for its items x items matrices
+    ranking_model: str = "ease+rating"
+    ease_lambdas: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)  # picked on validation
     # the learned visual-collaborative ranking model (fusion.vbpr): on, `build-index` fits it and
     # recommend ranks with it; off (the default, from benchmarks/README.md "Ranking quality", where
     # it ranks below the blend above), recommend keeps the blend (`build-index(ranking_model="vbpr")`
@@ -99,6 +106,11 @@ class TextModelConfig:
             raise ValueError(f"config {self.name!r}: early stopping needs validation_fraction > 0")
         if not self.rating_weights:
             raise ValueError(f"config {self.name!r}: rating_weights needs at least one value")
+        if self.ranking_model not in RANKING_MODELS:
+            raise ValueError(f"config {self.name!r}: ranking_model must be one of {', '.join(RANKING_MODELS)}, "
+                             f"got {self.ranking_model!r}")
+        if not self.ease_lambdas or min(float(v) for v in self.ease_lambdas) <= 0:
+            raise ValueError(f"config {self.name!r}: ease_lambdas must be values > 0, got {list(self.ease_lambdas)}")
         if any(int(k) < 1 for k in self.ranking_factors):
             raise ValueError(f"config {self.name!r}: ranking_factors must be >= 1")
 
@@ -133,7 +145,7 @@ CONFIGS: dict[str, TextModelConfig] = {
         cnn_windows=(2, 3, 4, 5), cnn_filters=8, dropout=0.5, min_word_count=1,
         hidden_units=(200,), vector_dim=200, head="dot", use_biases=False, l2=0.0, bias_l2=0.0,
         implicit_dim=0, embedding_updates="dense", learning_rate=1e-3, lr_decay=1.0, batch_size=256, epochs=5, validation_fraction=0.0,
-        early_stopping_patience=0, clip_predictions=False, ranking_factors=(), rating_weights=(1.0,),
+        early_stopping_patience=0, clip_predictions=False, ranking_factors=(), rating_weights=(1.0,), ranking_model="rating",
     ),
 }
 

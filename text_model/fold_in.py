@@ -22,6 +22,10 @@ vector searches the same index with the same inner product.
   how PureSVD was fitted; for a known user with all their training movies it gives back ``U S``
   exactly (up to the randomised SVD's error).
 - **Blend** ``puresvd+rating``: ``[rating_weight * [u, b_u, 1, mean], p]``, as `Blend.ranking_vectors`.
+- **EASE** (``score = x . B[:, i]``): the visitor's binary row ``x`` over EASE's movies (1 at each
+  given movie, whatever its rating, as EASE was fitted), exactly a known user's ranking vector;
+  ``ease+rating``: ``[rating_weight * [u, b_u, 1, mean], x]``, as `text_model.ease.EaseBlend`. A
+  given movie EASE has no column for (one estimated from its poster) adds nothing to ``x``.
 
 A ranking model of another name is folded in by the generic ridge against its movie vectors.
 """
@@ -35,6 +39,7 @@ from catalog import Vectors
 
 PRIOR_RIDGE = 1e-2      # added to the prior covariance's diagonal (times its mean variance)
 NOISE_SAMPLE = 200_000  # training ratings used to estimate the residual variance
+EASE_NAMES = ("ease", "ease+rating")
 
 
 def ridge(features: np.ndarray, targets: np.ndarray, prior_mean: np.ndarray, prior_precision: np.ndarray,
@@ -73,6 +78,7 @@ class FoldIn:
     prior_precision: np.ndarray
     noise: float
     generic: bool = False
+    implicit_ids: np.ndarray | None = None  # EASE: the movie of each column of the binary row
 
     @classmethod
     def of(cls, rating, ranking, movies: Vectors, interactions=None) -> "FoldIn":
@@ -85,15 +91,18 @@ class FoldIn:
             dim = rating.user_vectors.shape[1]
         else:
             users, dim = rating.user_vectors, rating.user_vectors.shape[1]
-        known = {"rating": su.shape[1], "puresvd": 0, "puresvd+rating": su.shape[1]}
+        known = {"rating": su.shape[1], "puresvd": 0, "puresvd+rating": su.shape[1], "ease": 0,
+                 "ease+rating": su.shape[1]}
         generic = name not in known
         weight = float((ranking.params if ranking is not None else {}).get("rating_weight", 1.0))
         if generic:  # an unfamiliar model: a ridge against its own movie vectors
             users = ranking.ranking_users.values
         mean, precision = gaussian_prior(users)
         noise = _residual_variance(rating, interactions) if not generic else 1.0
-        return cls(name, movies, 0 if generic else known[name], dim, rating.dot_head, float(rating.global_mean),
-                   weight, mean, precision, noise, generic)
+        width = 0 if generic else known[name]
+        implicit = ranking.ranking_movies.ids if name in EASE_NAMES else None
+        return cls(name, movies, width, dim, rating.dot_head, float(rating.global_mean),
+                   weight, mean, precision, noise, generic, implicit)
 
     def vector(self, movie_ids: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """The visitor's ranking vector from the given movies (ids in ``movies``) and ratings."""
@@ -108,7 +117,10 @@ class FoldIn:
             parts.append(self.rating_part(m[:, : self.scoring_width], r))
         if self.name in ("puresvd", "puresvd+rating"):
             parts.append(m[:, self.scoring_width:].sum(axis=0))
-        if self.name == "puresvd+rating":
+        if self.name in EASE_NAMES:
+            x = np.isin(self.implicit_ids, movie_ids).astype(np.float64)
+            parts.append(x)
+        if self.name in ("puresvd+rating", "ease+rating"):
             parts[0] = self.rating_weight * parts[0]
         return np.concatenate(parts).astype(np.float32)
 

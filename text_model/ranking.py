@@ -8,7 +8,10 @@ popular" at finding what a user watches next. So recommend ranks with one of:
   (Cremonesi et al., 2010): it models *which* movies a user rates;
 - `Blend` (name ``puresvd+rating``): ``puresvd(u, i) + rating_weight * predicted_rating(u, i)``,
   a composed step over a `PureSVD` and the rating model, whose ``k`` and ``rating_weight`` are
-  picked on the validation slice of the training data.
+  picked on the validation slice of the training data;
+- `text_model.ease.EASE` / `EaseBlend` (names ``ease``, ``ease+rating``): EASE's closed-form
+  item-item weights (Steck 2019), alone or blended with the predicted rating the same way; the
+  config's ``ranking_model`` picks one (`ranking_for`), ``ease+rating`` by default.
 
 Each is an inner product of vectors, so `RankingVectors` (``ranking_users``, ``ranking_movies``,
 dot == ranking score) serve brute-force and FAISS search alike; they are computed at load time
@@ -27,6 +30,9 @@ from .rating_vectors import RatingVectors, _rows
 from .scoring import chunks, dense_rows, pair_matrix
 
 ARTIFACT = "ranking"
+# where TextModelConfig.ranking_model's default comes from (recorded in the train stage's manifest entry)
+RANKING_CHOSEN_BY = ("benchmarks/ranking_quality.py on ml-100k, leave-last-out and random 80/20 "
+                     "(benchmarks/README.md, Ranking quality): the best HR@10/NDCG@10 of the ranking models")
 
 
 @dataclass(frozen=True, eq=False)
@@ -310,7 +316,7 @@ def read_saved(version) -> tuple[str, dict, dict]:
     return str(name), params, arrays
 
 
-MODELS = {RatingOnly.name: RatingOnly, PureSVD.name: PureSVD, Blend.name: Blend}
+MODELS = {RatingOnly.name: RatingOnly, PureSVD.name: PureSVD, Blend.name: Blend, "ease": None, "ease+rating": None}
 
 
 def load_ranking(version, rating: RatingVectors):
@@ -327,14 +333,39 @@ def load_ranking(version, rating: RatingVectors):
         return PureSVD.load(version)
     if name == Blend.name:
         return Blend.load(version, rating)
+    if name in ("ease", "ease+rating"):  # text_model.ease (h-ranking)
+        from .ease import EASE, EaseBlend
+
+        return EASE.load(version) if name == EASE.name else EaseBlend.load(version, rating)
     raise version.invalid(SCHEMA[ARTIFACT], f"unknown ranking model {name!r}; known: {', '.join(MODELS)}")
 
 
-def ranking_for(config, seed: int = 0):
-    """The ranking model a `TextModelConfig` asks for (unfitted)."""
-    if not config.ranking_factors:
+def ranking_for(config, seed: int = 0, n_users: int | None = None, n_movies: int | None = None):
+    """The ranking model a `TextModelConfig` asks for (unfitted): its ``ranking_model``.
+
+    EASE (``ease``, ``ease+rating``; `text_model.ease`) falls back to ``puresvd+rating`` when
+    ``n_users`` x ``n_movies`` is too large for its items x items matrices (`ranking_fallback`).
+    """
+    name = getattr(config, "ranking_model", Blend.name)
+    if not config.ranking_factors or name == RatingOnly.name:
         return RatingOnly()
+    if name in ("ease", "ease+rating") and ranking_fallback(config, n_users, n_movies) is None:
+        from .ease import EASE, EaseBlend
+
+        lambdas = tuple(float(v) for v in config.ease_lambdas)
+        if name == EASE.name:
+            return EASE(lambdas)
+        return EaseBlend(lambdas, tuple(float(w) for w in config.rating_weights))
     return Blend(tuple(int(k) for k in config.ranking_factors), tuple(float(w) for w in config.rating_weights), seed)
+
+
+def ranking_fallback(config, n_users: int | None, n_movies: int | None) -> str | None:
+    """Why ``config``'s EASE ranking model falls back to ``puresvd+rating`` at this size, or None."""
+    if getattr(config, "ranking_model", None) not in ("ease", "ease+rating") or n_movies is None:
+        return None
+    from .ease import size_problem
+
+    return size_problem(int(n_users or 0), int(n_movies))
 
 
 # -- a learned ranking model kept beside the base one -------------------------------------------

@@ -15,7 +15,7 @@ from . import memory
 from .config import TextModelConfig
 from .distribute import Distribution
 from .model import TextModel
-from .ranking import ranking_for
+from .ranking import ranking_fallback, ranking_for
 from .vocabulary import Vocabulary
 
 
@@ -42,10 +42,7 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     users = vocab.user_rows(train["user_id"].to_numpy(np.int64))
     movies = vocab.movie_rows(train["movie_id"].to_numpy(np.int64))
     y = train["rating"].to_numpy(np.float32)
-    rng = np.random.default_rng(seed)
-    is_val = np.zeros(len(y), dtype=bool)
-    if config.validation_fraction > 0:
-        is_val[rng.permutation(len(y))[: max(1, int(round(len(y) * config.validation_fraction)))]] = True
+    is_val = validation_mask(len(y), config.validation_fraction, seed)
     fit = ~is_val
     keras.utils.set_random_seed(seed)
     global_mean = float(y[fit].mean())
@@ -101,9 +98,35 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     ids_u, ids_m = vocab.user_ids[users], vocab.movie_ids[movies]
     train_pairs = Interactions.from_pairs(ids_u[fit], ids_m[fit], y[fit])
     val_pairs = Interactions.from_pairs(ids_u[is_val], ids_m[is_val], y[is_val]) if is_val.any() else None
-    if dist.is_chief:  # a closed-form SVD of the training matrix, in numpy: not distributed
-        tm.ranking = ranking_for(config, seed).fit(tm.rating_vectors(), train_pairs, val_pairs)
+    if dist.is_chief:  # closed forms (EASE, PureSVD) in numpy, on one machine: not distributed
+        fallback = ranking_fallback(config, len(vocab.user_ids), len(vocab.movie_ids))
+        if fallback:
+            import sys
+
+            print(f"ranking: {fallback}; falling back to puresvd+rating", file=sys.stderr, flush=True)
+        tm.ranking = ranking_for(config, seed, len(vocab.user_ids), len(vocab.movie_ids)).fit(
+            tm.rating_vectors(), train_pairs, val_pairs)
     return tm
+
+
+def validation_mask(n: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """Which of ``n`` training ratings (in their order) form the validation slice: a seeded random
+    ``fraction`` of them, the same for the rating model and the ranking model's grid."""
+    is_val = np.zeros(int(n), dtype=bool)
+    if fraction > 0:
+        is_val[np.random.default_rng(seed).permutation(int(n))[: max(1, int(round(n * fraction)))]] = True
+    return is_val
+
+
+def ranking_pairs(train, config: TextModelConfig, seed: int = 0):
+    """(fitted pairs, validation pairs or None) of a training frame, as `fit_text_model` splits them
+    for its ranking model (for benchmarks that refit ranking models beside a trained one)."""
+    u, m = train["user_id"].to_numpy(np.int64), train["movie_id"].to_numpy(np.int64)
+    y = train["rating"].to_numpy(np.float32)
+    is_val = validation_mask(len(y), config.validation_fraction, seed)
+    fit = ~is_val
+    return (Interactions.from_pairs(u[fit], m[fit], y[fit]),
+            Interactions.from_pairs(u[is_val], m[is_val], y[is_val]) if is_val.any() else None)
 
 
 def _build(config, vocab, dataset, global_mean, interactions):

@@ -62,6 +62,15 @@ def suggest(trial, space: dict) -> dict:
     return out
 
 
+def base_point(config, space: dict) -> dict:
+    """The settings of ``config`` named in ``space``, each clipped into its range (a trial to enqueue)."""
+    out = {}
+    for name, (kind, lo, hi) in space.items():
+        value = min(max(getattr(config, name), lo), hi)
+        out[name] = int(value) if kind == "int" else float(value)
+    return out
+
+
 def run_tune(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
@@ -121,6 +130,8 @@ def run_tune(args) -> int:
         trial.set_user_attr("vbpr_best_epoch", model.history.get("best_epoch"))
         return rmse, float(model.history["best_val_hr@10"])
 
+    if not study.trials:  # trial 0 is the base config, so tune never returns worse than it on validation
+        study.enqueue_trial(base_point(base, {**RATING_SPACE, **RANKING_SPACE}))
     done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
     todo = max(0, args.trials - done)
     print(f"study {name!r} in {folder / 'studies.db'}: {done} trials done, {todo} to run "

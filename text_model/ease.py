@@ -1,0 +1,306 @@
+"""EASE (Steck, 2019), a ranking model for ``recommend``: item-item weights in closed form (numpy).
+
+    P = (X'X + lam I)^-1,   B = I - P / diag(P)   (so diag(B) = 0),   score(u, i) = x_u . B[:, i]
+
+``X`` is the binary who-rated-what training matrix. Two models, named as `text_model.ranking`'s:
+
+- `EASE` (name ``ease``): the score above alone;
+- `EaseBlend` (name ``ease+rating``): ``ease(u, i) + rating_weight * predicted_rating(u, i)``.
+
+``lam`` (and ``rating_weight``) are picked on the validation slice of the training data exactly as
+the PureSVD blend's ``k``/``rating_weight`` are (`text_model.ranking.Blend`): the setting whose top
+``n`` finds the most validation movies a user liked; then ``B`` is refit on every training pair
+(the fitted part and the slice), since the users' rows it scores are their whole training rows.
+
+Both are inner products, as every ranking model here: ``ranking_users`` are the users' binary
+training rows (users x movies), ``ranking_movies`` the columns of ``B`` (movies x movies), so one
+user's scores are their row times ``B``, computed per query or per chunk. The artifact holds ``B``
+(float32) and the rows as CSR (``row_indptr``, ``row_indices``); the dense rows are rebuilt at load.
+
+Size: ``B``, the Gram matrix and its inverse are each movies x movies, and the served vectors add
+users x movies; `check_size` refuses above `EASE_MAX_MOVIES` or `EASE_MAX_BYTES` with one line
+naming the alternative, and `text_model.ranking.ranking_for` falls back to ``puresvd+rating`` there.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from catalog import SCHEMA, Hits, Interactions, Vectors
+from catalog.version import json_array
+
+from .rating_vectors import RatingVectors
+from .scoring import chunks, dense_rows, pair_matrix
+
+# Above this many movies the items x items matrices are too big to build on an ordinary machine:
+# B, the Gram matrix and its inverse are each movies^2 floats (20,000 movies: 1.6 GB float32 per
+# matrix, 3.2 GB for the float64 inverse) and the inversion is O(movies^3) (minutes at 20,000).
+EASE_MAX_MOVIES = 20_000
+# The fit's peak (Gram + inverse in float64, B in float32) plus the served vectors (the users' dense
+# training rows and B's columns, float32) must stay under this: 4 GiB, half a shared 8 GiB budget.
+EASE_MAX_BYTES = 4 << 30
+LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+
+
+class EaseSizeError(ValueError):
+    """The catalogue is too large for EASE's dense items x items matrices."""
+
+
+def ease_bytes(n_users: int, n_movies: int) -> int:
+    """Estimated peak bytes of fitting and serving EASE: 2 float64 + 2 float32 movies^2 matrices
+    (Gram, inverse; B and its served transpose) and the users' dense float32 rows."""
+    m, u = int(n_movies), int(n_users)
+    return 2 * 8 * m * m + 2 * 4 * m * m + 4 * u * m
+
+
+def size_problem(n_users: int, n_movies: int) -> str | None:
+    """Why EASE cannot run at this size (one line naming the setting and the alternative), or None."""
+    need = ease_bytes(n_users, n_movies)
+    if int(n_movies) <= EASE_MAX_MOVIES and need <= EASE_MAX_BYTES:
+        return None
+    return (f"EASE: {n_movies:,} movies x {n_users:,} users need about {need / 2**30:.1f} GiB (items x items "
+            f"matrices; limits EASE_MAX_MOVIES={EASE_MAX_MOVIES:,}, EASE_MAX_BYTES={EASE_MAX_BYTES / 2**30:.0f} GiB); "
+            f"set \"ranking_model\": \"puresvd+rating\" in the train config (`posterec train --config FILE.json`)")
+
+
+def check_size(n_users: int, n_movies: int) -> None:
+    problem = size_problem(n_users, n_movies)
+    if problem:
+        raise EaseSizeError(problem)
+
+
+def binary_rows(interactions: Interactions, user_ids: np.ndarray, movie_ids: np.ndarray):
+    """The binary CSR (scipy, float32) users x movies of who rated what, over the given id universes."""
+    from scipy import sparse
+
+    from .ranking import _pair_rows
+
+    u, m = _pair_rows(interactions, user_ids, movie_ids)
+    x = sparse.csr_matrix((np.ones(len(u), np.float32), (u, m)), shape=(len(user_ids), len(movie_ids)))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    return x
+
+
+def ease_weights(x, lam: float) -> np.ndarray:
+    """``B`` (float32 movies x movies, zero diagonal) of the binary CSR ``x`` at ridge ``lam``."""
+    if not float(lam) > 0:
+        raise ValueError(f"EASE: lam must be > 0, got {lam}")
+    g = (x.T @ x).toarray().astype(np.float64)
+    g[np.diag_indices_from(g)] += float(lam)
+    p = np.linalg.inv(g)
+    del g
+    p /= -np.diag(p)           # column j divided by -P_jj
+    p[np.diag_indices_from(p)] = 0.0
+    return p.astype(np.float32)
+
+
+@dataclass(eq=False)
+class EASE:
+    """``score(u, i) = x_u . B[:, i]``; ``lam`` picked on the validation slice among ``lambdas``."""
+
+    lambdas: tuple[float, ...] = LAMBDAS
+    n: int = 10
+    lam: float = 0.0
+    user_ids: np.ndarray | None = None
+    movie_ids: np.ndarray | None = None
+    weights: np.ndarray | None = None       # B, float32 (movies, movies)
+    rows: object = None                     # scipy CSR (users, movies): the training rows scored
+    validation: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0                # the final fit alone (the grid not counted)
+
+    name = "ease"
+
+    def fit(self, rating: RatingVectors, train: Interactions, validation: Interactions | None = None) -> "EASE":
+        """Over ``rating``'s user and movie ids: ``lam`` picked on ``validation``, then refit on both."""
+        self.fit_pairs(train, rating.user_ids, rating.movie_ids, validation, rating)
+        return self
+
+    def fit_pairs(self, train: Interactions, user_ids=None, movie_ids=None, validation: Interactions | None = None,
+                  rating: RatingVectors | None = None, rating_weights=(0.0,), liked_min: float | None = None) -> float:
+        """Pick ``lam`` (and one of ``rating_weights`` for ``rating``'s predicted rating) on
+        ``validation``, then refit on ``train`` plus ``validation``. Returns the chosen rating weight."""
+        if not self.lambdas or min(float(v) for v in self.lambdas) <= 0:
+            raise ValueError(f"EASE: lambdas must be values > 0, got {list(self.lambdas)}")
+        self.user_ids = np.asarray(train.user_ids if user_ids is None else user_ids, np.int64)
+        self.movie_ids = np.asarray(np.unique(train.movie_ids) if movie_ids is None else movie_ids, np.int64)
+        check_size(len(self.user_ids), len(self.movie_ids))
+        fit_x = binary_rows(train, self.user_ids, self.movie_ids)
+        choice, results = (float(self.lambdas[-1]), float(rating_weights[0])), {}
+        grid = len(self.lambdas) > 1 or len(rating_weights) > 1
+        if validation is not None and len(validation.movie_ids) and grid:
+            results = _grid(fit_x, self.lambdas, rating_weights, self.user_ids, self.movie_ids, validation,
+                            rating, self.n, liked_min)
+            best = -1.0
+            for key, value in results.items():  # ties go to the later (larger) setting, as the blend's do
+                if value >= best:
+                    best, choice = value, tuple(float(p.split("=")[1]) for p in key.split(","))
+        self.lam = float(choice[0])
+        every = train if validation is None or not len(validation.movie_ids) else _union(train, validation)
+        self.rows = binary_rows(every, self.user_ids, self.movie_ids)
+        t0 = time.perf_counter()
+        self.weights = ease_weights(self.rows, self.lam)
+        self.fit_seconds = time.perf_counter() - t0
+        self.validation = {"lam": self.lam, f"hit_rate_at_{self.n}": results}
+        return float(choice[1])
+
+    def vectors(self) -> tuple[Vectors, Vectors]:
+        """(users' dense training rows, B's columns): their dot is the EASE score."""
+        return Vectors(self.user_ids, self.rows.toarray()), Vectors(self.movie_ids, self.weights.T)
+
+    def ranking_vectors(self):
+        from .ranking import RankingVectors
+
+        users, movies = self.vectors()
+        return RankingVectors(self.name, self.params, users, movies)
+
+    def recommend(self, user_id: int, n: int = 10, exclude=()) -> Hits:
+        return self.ranking_vectors().recommend(user_id, n, exclude)
+
+    @property
+    def params(self) -> dict:
+        return {"lam": float(self.lam), "fit_seconds": round(float(self.fit_seconds), 3),
+                "validation": self.validation}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"user_ids": self.user_ids, "movie_ids": self.movie_ids, "ease_weights": self.weights,
+                "row_indptr": self.rows.indptr.astype(np.int64), "row_indices": self.rows.indices.astype(np.int32)}
+
+    def save(self, writer) -> None:
+        from .ranking import ARTIFACT
+
+        writer.write_arrays(ARTIFACT, name=json_array(self.name), params=json_array(self.params), **self.to_arrays())
+
+    @classmethod
+    def from_arrays(cls, a: dict, params: dict) -> "EASE":
+        from scipy import sparse
+
+        ui, mi = np.asarray(a["user_ids"], np.int64), np.asarray(a["movie_ids"], np.int64)
+        b = np.asarray(a["ease_weights"], np.float32)
+        indptr, indices = np.asarray(a["row_indptr"], np.int64), np.asarray(a["row_indices"], np.int64)
+        if b.shape != (len(mi), len(mi)):
+            raise ValueError(f"EASE weights {b.shape} do not fit {len(mi)} movies")
+        if len(indptr) != len(ui) + 1 or indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0) \
+                or (len(indices) and (indices.min() < 0 or indices.max() >= len(mi))):
+            raise ValueError(f"EASE training rows do not fit {len(ui)} users and {len(mi)} movies")
+        rows = sparse.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(ui), len(mi)))
+        return cls(lam=float(params.get("lam", 0.0)), user_ids=ui, movie_ids=mi, weights=b, rows=rows,
+                   validation=params.get("validation") or {}, fit_seconds=float(params.get("fit_seconds", 0.0)))
+
+    @classmethod
+    def load(cls, version) -> "EASE":
+        from .ranking import ARTIFACT, read_saved
+
+        name, params, arrays = read_saved(version)
+        try:
+            return cls.from_arrays(arrays, params)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise version.invalid(SCHEMA[ARTIFACT], f"not a valid EASE model ({exc})") from None
+
+
+@dataclass(eq=False)
+class EaseBlend:
+    """``ease(u, i) + rating_weight * predicted_rating(u, i)``, named ``ease+rating``; ``lam`` and
+    ``rating_weight`` picked together on the validation slice (`EASE.fit`)."""
+
+    lambdas: tuple[float, ...] = LAMBDAS
+    rating_weights: tuple[float, ...] = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+    n: int = 10
+    implicit: EASE | None = None
+    rating: RatingVectors | None = None
+    rating_weight: float = 0.0
+
+    name = "ease+rating"
+
+    def fit(self, rating: RatingVectors, train: Interactions, validation: Interactions | None = None) -> "EaseBlend":
+        if not self.rating_weights:
+            raise ValueError("EaseBlend: needs at least one rating weight")
+        self.rating = rating
+        self.implicit = EASE(tuple(self.lambdas), self.n)
+        self.rating_weight = self.implicit.fit_pairs(train, rating.user_ids, rating.movie_ids, validation, rating,
+                                               tuple(float(w) for w in self.rating_weights))
+        return self
+
+    @property
+    def params(self) -> dict:
+        p = self.implicit.params if self.implicit is not None else {}
+        return {**p, "rating_weight": float(self.rating_weight)}
+
+    def ranking_vectors(self):
+        from .ranking import RankingVectors
+
+        su, sm = self.rating.scoring_users, self.rating.scoring_movies
+        eu, em = self.implicit.vectors()
+        if not (np.array_equal(eu.ids, su.ids) and np.array_equal(em.ids, sm.ids)):
+            raise ValueError("EaseBlend: the EASE model and the rating model know different ids")
+        return RankingVectors(self.name, self.params, Vectors(su.ids, np.hstack([self.rating_weight * su.values, eu.values])),
+                              Vectors(sm.ids, np.hstack([sm.values, em.values])))
+
+    def recommend(self, user_id: int, n: int = 10, exclude=()) -> Hits:
+        return self.ranking_vectors().recommend(user_id, n, exclude)
+
+    def save(self, writer) -> None:
+        from .ranking import ARTIFACT
+
+        writer.write_arrays(ARTIFACT, name=json_array(self.name), params=json_array(self.params),
+                            **self.implicit.to_arrays())
+
+    @classmethod
+    def load(cls, version, rating: RatingVectors) -> "EaseBlend":
+        from .ranking import ARTIFACT, read_saved
+
+        name, params, arrays = read_saved(version)
+        try:
+            implicit = EASE.from_arrays(arrays, params)
+            return cls(implicit=implicit, rating=rating, rating_weight=float(params["rating_weight"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise version.invalid(SCHEMA[ARTIFACT], f"not a valid {cls.name} model ({exc})") from None
+
+
+def _union(a: Interactions, b: Interactions) -> Interactions:
+    ua = np.repeat(a.user_ids, a.user_counts())
+    ub = np.repeat(b.user_ids, b.user_counts())
+    return Interactions.from_pairs(np.concatenate([ua, ub]), np.concatenate([a.movie_ids, b.movie_ids]),
+                                   np.concatenate([a.ratings, b.ratings]))
+
+
+def _grid(fit_x, lambdas, rating_weights, user_ids, movie_ids, validation: Interactions,
+          rating: RatingVectors | None, n: int, liked_min: float | None) -> dict:
+    """Validation hit rate at ``n`` of every (lam, rating weight): a hit is a validation movie the
+    user liked (rated in the top quarter of the scale) in the top ``n``, fitted movies excluded."""
+    from catalog import top_n
+
+    from .ranking import _pair_rows
+
+    if rating is not None:
+        lo, hi = rating.rating_range
+    else:
+        lo, hi = float(np.min(validation.ratings)), float(np.max(validation.ratings))
+    threshold = lo + 0.75 * (hi - lo) if liked_min is None else float(liked_min)
+    val_users = np.intersect1d(validation.user_ids, user_ids)
+    users = np.searchsorted(user_ids, val_users)
+    n_movies = len(movie_ids)
+    vu, vm = _pair_rows(validation, user_ids, movie_ids)
+    liked = validation.ratings >= threshold
+    pos = np.searchsorted(val_users, user_ids[vu[liked]])
+    relevant = pair_matrix(pos, vm[liked], (len(users), n_movies))
+    fitted = fit_x[users]
+    weights = tuple(float(w) for w in rating_weights) if rating is not None else (0.0,)
+    if any(weights):
+        su, sm = rating.scoring_users.values, rating.scoring_movies.values.T.copy()
+        urows = rating.user_rows(val_users)
+    hits = {(lam, w): 0 for lam in lambdas for w in weights}
+    for lam in lambdas:
+        b = ease_weights(fit_x, lam)
+        for rows in chunks(len(users), n_movies):
+            x = fitted[rows]
+            implicit = np.asarray(x @ b, np.float32)
+            ex, rel = x.toarray() > 0, dense_rows(relevant, rows)
+            rated = su[urows[rows]] @ sm if any(weights) else None
+            for w in weights:
+                cols, _ = top_n(implicit + w * rated if w else implicit, n, ex)
+                got = np.take_along_axis(rel, np.maximum(cols, 0), axis=1) & (cols >= 0)
+                hits[(lam, w)] += int(got.any(axis=1).sum())
+    return {f"lam={lam:g},w={w:g}": hits[(lam, w)] / max(len(users), 1) for (lam, w) in hits}
