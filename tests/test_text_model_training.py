@@ -90,7 +90,8 @@ def test_saved_files_follow_the_artifact_schema(trained):
     info = version.stage("train")
     assert info["config"]["name"] == "tiny" and info["dataset_checksum"] == version.manifest["dataset_checksum"]
     assert info["split"]["test"] == len(split.test) and info["metrics"]["rmse"] == metrics["rmse"]
-    assert info["ranking"]["name"] == "puresvd+rating" and 1 <= info["ranking"]["params"]["k"] <= max(TINY.ranking_factors)
+    assert info["ranking"]["name"] == TINY.ranking_model == "ease+rating"
+    assert info["ranking"]["params"]["lam"] in TINY.ease_lambdas  # chosen on the validation slice
     assert info["n_users"] == len(tm.vocab.user_ids) and info["vector_dim"] == TINY.vector_dim
     assert set(version.arrays("text_model")) == set(RATING_ARRAYS)
     # a model knows only its training ratings
