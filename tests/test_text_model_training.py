@@ -128,7 +128,7 @@ def test_ranking_vectors_dot_is_the_blended_score(trained):
     _, version, _, split, tm, _ = trained
     rating, ranking = _read_side(version)
     blend = tm.ranking
-    assert ranking.name == blend.name == "puresvd+rating" and ranking.params == blend.params
+    assert ranking.name == blend.name == TINY.ranking_model and ranking.params == blend.params
     fu, fm = blend.implicit.vectors()
     u, m = 4, 7
     want = fu.get(u) @ fm.get(m) + blend.rating_weight * (rating.scoring_users.get(u) @ rating.scoring_movies.get(m))
