@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import faiss
@@ -34,7 +35,13 @@ from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_va
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 AUTO = "auto"  # MovieIndex.build(kind="auto") / build-index --kind auto: `auto_kind` decides
-# auto: exact flat below this many vectors. AUTO_APPROXIMATE_PLACEHOLDER
+# auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on. PROVISIONAL, only
+# partly measured (docs/notes/h-index-scale.md): one flat single query over 30k x 1280 took 19.5 ms
+# and a 30-query batch ran at 82 q/s (benchmarks/index_scale.py --sizes 30000, load 12.8 on 2
+# cores), so ml-1m (3,883 movies) and ml-25m (62,423) stay exact as today. IVF is the approximate
+# kind because it reached recall@10 1.000 at 42x flat at 1M x 256 (benchmarks/README.md); IVF-PQ
+# reached only 0.84 at 30k x 1280 (nprobe 128), so it is never picked automatically. The 1M / 5M
+# x 1280 run that should fix both values did not fit the session (see the notes).
 AUTO_EXACT_MAX = 100_000
 AUTO_APPROXIMATE = "ivf"
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
@@ -56,7 +63,7 @@ class IndexConfig:
     m: int = 32
     ef_construction: int = 64
     ef_search: int = 128
-    nlist: int | None = None  # IVF lists; default 4 * sqrt(n)
+    nlist: int | None = None  # IVF lists; default sqrt(n) as a power of two (`_default_nlist`)
     nprobe: int = 32
     train_iter: int = 10  # IVF k-means iterations
     pq_m: int | None = None  # IVF-PQ sub-quantizers (bytes per vector at 8 bits); default `pq_m_for(dim)`
@@ -141,7 +148,7 @@ class MovieIndex(Searching):
             cap = max(config.nlist, 2 ** (config.pq_nbits or 0)) * 40  # FAISS wants >= 39 points per centroid
             if len(train) > cap:
                 train = train[np.random.default_rng(0).choice(len(train), cap, replace=False)]
-            inner.train(train)
+            train_inner(inner, train)
         index = faiss.IndexIDMap2(inner)
         index.add_with_ids(values, vectors.ids)
         return cls(index, config, vectors.ids.copy(), metadata)
@@ -349,26 +356,44 @@ class MovieIndex(Searching):
         return load_index(version, entry, metadata, mmap=mmap)
 
 
+@contextmanager
+def one_thread():
+    """FAISS on one OpenMP thread inside the block (the count is process-wide; restored after)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def train_inner(inner, train: np.ndarray) -> None:
+    """Train an IVF or IVF-PQ index. IVF-PQ trains on one thread: its ``pq_m`` small k-means runs
+    (160 for 1280 dims) are all thread barriers; on this 2-core box at load 13, 40 of them took
+    39 s on one thread and 197 s on two."""
+    if isinstance(inner, faiss.IndexIVFPQ):
+        with one_thread():
+            inner.train(train)
+    else:
+        inner.train(train)
+
+
 def _faiss_search(index, q: np.ndarray, k: int):
     """FAISS search; a small batch runs on one OpenMP thread (on a busy machine a team of threads
     waiting on each other costs more than the search: 25 ms vs 1.4 ms for one 4k x 256 query).
     The thread count is process-wide; it is restored afterwards."""
     if len(q) >= SMALL_BATCH:
         return index.search(q, k)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
+    with one_thread():
         return index.search(q, k)
-    finally:
-        faiss.omp_set_num_threads(threads)
 
 
 def _default_nlist(kind: str, n: int) -> int:
-    """IVF lists: 4 * sqrt(n); IVF-PQ: sqrt(n), a power of two (1M: 1,024; 5M: 2,048), since on a
-    small machine assigning n vectors to nlist centroids (n * nlist * dim) dominates its build."""
-    if kind == "ivfpq":
-        return 2 ** max(0, round(math.log2(math.sqrt(n))))
-    return int(4 * math.sqrt(n))
+    """IVF and IVF-PQ lists: sqrt(n) rounded to a power of two (1M: 1,024; 5M: 2,048). Not FAISS's
+    usual 4-16 * sqrt(n): on a 2-core machine assigning n vectors to nlist centroids (n * nlist *
+    dim multiply-adds, ~25 GFLOP/s here) dominates the build: 1M x 1280 at 4,000 lists is ~7 min
+    of assignment plus ~11 min of k-means, at 1,024 lists under 2 min and under 1 min."""
+    return 2 ** max(0, round(math.log2(math.sqrt(max(n, 1)))))
 
 
 def _new_inner(config: IndexConfig, dim: int, n: int):

@@ -22,7 +22,7 @@ def register(sub) -> None:
                    help=f"weight of the poster block, 0 = ratings only, 1 = posters only "
                         f"(default: {DEFAULT_VISUAL_WEIGHT}; with --add: the current index's weight)")
     p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"], default="auto",
-                   help="auto (default) = exact flat below AUTO_EXACT_MAX movies, approximate above (index.auto_kind); "
+                   help="auto (default) = exact flat below 100,000 movies, approximate IVF above (index.auto_kind); "
                         "flat = exact cosine; hnsw/ivf = approximate; ivfpq = approximate and compressed "
                         "(bytes per vector printed), for catalogues whose vectors do not fit in memory")
     p.add_argument("--add", action="store_true",
