@@ -36,12 +36,12 @@ from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_va
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 AUTO = "auto"  # MovieIndex.build(kind="auto") / build-index --kind auto: `auto_kind` decides
 # auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on. PROVISIONAL, only
-# partly measured (docs/notes/h-index-scale.md): one flat single query over 30k x 1280 took 19.5 ms
-# and a 30-query batch ran at 82 q/s (benchmarks/index_scale.py --sizes 30000, load 12.8 on 2
-# cores), so ml-1m (3,883 movies) and ml-25m (62,423) stay exact as today. IVF is the approximate
-# kind because it reached recall@10 1.000 at 42x flat at 1M x 256 (benchmarks/README.md); IVF-PQ
-# reached only 0.84 at 30k x 1280 (nprobe 128), so it is never picked automatically. The 1M / 5M
-# x 1280 run that should fix both values did not fit the session (see the notes).
+# partly measured (benchmarks/index_scale.py, 2 shared cores, docs/notes/h-index-scale.md): at
+# 100k x 1280 flat answered one query in 36 ms (batch 154 q/s, load 3.7); IVF (256 lists) reached
+# recall@10 0.944 at nprobe 32 (7.3 ms) and 0.990 at nprobe 64 (14 ms: 2.6x faster than flat for
+# one query, 3x slower for batches). At 30k x 1280 IVF-PQ reached only 0.84 (nprobe 128), so it
+# is never picked automatically. 100k keeps ml-1m (3,883 movies) and ml-25m (62,423) exact as
+# today; the 1M / 5M run that should fix the value did not fit the session.
 AUTO_EXACT_MAX = 100_000
 AUTO_APPROXIMATE = "ivf"
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
