@@ -2,8 +2,11 @@
 
 Exact by default: ``IndexIDMap2(IndexFlatIP)`` over L2-normalised vectors, so scores are cosine
 similarities. ``kind="hnsw"`` (``IndexHNSWFlat``) or ``kind="ivf"`` (``IndexIVFFlat``) trade a
-little recall for speed on large catalogues. ``normalize=False`` keeps raw inner products, for
-ranking vectors whose dot product is a predicted score.
+little recall for speed on large catalogues; ``kind="ivfpq"`` (``IndexIVFPQ``) also compresses
+each vector to ``pq_m * pq_nbits / 8`` bytes (160 instead of 5,120 for 1280 dims), for catalogues
+whose full vectors do not fit in memory; its scores are approximate. ``kind="auto"`` picks by
+size (`auto_kind`). ``normalize=False`` keeps raw inner products, for ranking vectors whose dot
+product is a predicted score. ``describe()["bytes_per_vector"]`` is what one vector costs.
 
 Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default):
 below ``BATCH`` (20) queries, FAISS on one thread, the fast path for single queries (FAISS's
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 
 import faiss
@@ -29,7 +33,17 @@ from .exact import Columns, exact_top
 from .filters import MovieMetadata
 from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_values, Searching
 
-KINDS = ("flat", "hnsw", "ivf")
+KINDS = ("flat", "hnsw", "ivf", "ivfpq")
+AUTO = "auto"  # MovieIndex.build(kind="auto") / build-index --kind auto: `auto_kind` decides
+# auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on. PROVISIONAL, only
+# partly measured (benchmarks/index_scale.py, 2 shared cores, docs/notes/h-index-scale.md): at
+# 100k x 1280 flat answered one query in 36 ms (batch 154 q/s, load 3.7); IVF (256 lists) reached
+# recall@10 0.944 at nprobe 32 (7.3 ms) and 0.990 at nprobe 64 (14 ms: 2.6x faster than flat for
+# one query, 3x slower for batches). At 30k x 1280 IVF-PQ reached only 0.84 (nprobe 128), so it
+# is never picked automatically. 100k keeps ml-1m (3,883 movies) and ml-25m (62,423) exact as
+# today; the 1M / 5M run that should fix the value did not fit the session.
+AUTO_EXACT_MAX = 100_000
+AUTO_APPROXIMATE = "ivf"
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
 SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
 BATCH = SMALL_BATCH    # flat searches of this many queries or more may go to numpy (see the module doc)
@@ -39,20 +53,65 @@ ROUTES = ("auto", "numpy", "faiss")
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How the index is built. HNSW: ``m``, ``ef_construction``, ``ef_search``; IVF: ``nlist``, ``nprobe``."""
+    """How the index is built. HNSW: ``m``, ``ef_construction``, ``ef_search``; IVF and IVF-PQ:
+    ``nlist``, ``nprobe``, ``train_iter``; IVF-PQ: ``pq_m`` sub-quantizers of ``pq_nbits`` bits each.
+    ``None`` means derived from the catalogue at build (`resolved`), and the built index records
+    the values it used."""
 
     kind: str = "flat"
     normalize: bool = True
     m: int = 32
     ef_construction: int = 64
     ef_search: int = 128
-    nlist: int | None = None  # IVF lists; default 4 * sqrt(n)
+    nlist: int | None = None  # IVF lists; default sqrt(n) as a power of two (`_default_nlist`)
     nprobe: int = 32
     train_iter: int = 10  # IVF k-means iterations
+    pq_m: int | None = None  # IVF-PQ sub-quantizers (bytes per vector at 8 bits); default `pq_m_for(dim)`
+    pq_nbits: int | None = None  # bits per sub-quantizer code; default 8 (fewer for tiny catalogues)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"index kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        for name in ("m", "ef_construction", "ef_search", "nprobe", "train_iter"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"index {name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in ("nlist", "pq_m"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"index {name} must be a positive integer (or None for the default), got {value!r}")
+        if self.pq_nbits is not None and (not isinstance(self.pq_nbits, int) or not 1 <= self.pq_nbits <= 16):
+            raise ValueError(f"index pq_nbits must be an integer from 1 to 16 (8 is usual), got {self.pq_nbits!r}")
+
+    def resolved(self, n: int, dim: int) -> "IndexConfig":
+        """This config with the IVF/PQ sizes that a build over ``n`` vectors of ``dim`` uses; a
+        ValueError naming the value when they cannot work (``pq_m`` must divide ``dim``)."""
+        if self.kind not in ("ivf", "ivfpq"):
+            return self
+        nlist = max(1, min(self.nlist or _default_nlist(self.kind, n), n // 39 or 1))
+        if self.kind == "ivf":
+            return replace(self, nlist=nlist)
+        pq_m = self.pq_m or pq_m_for(dim)
+        if dim % pq_m:
+            divisors = [d for d in range(1, dim + 1) if dim % d == 0 and 4 <= dim // d <= 32]
+            raise ValueError(f"index pq_m {pq_m} does not divide the dimension {dim}; pick a divisor of {dim}, "
+                             f"such as {', '.join(map(str, divisors[-4:]))}")
+        nbits = self.pq_nbits or max(1, min(8, int(math.log2(max(n, 2) / 39)) if n >= 78 else 1))
+        if n < 2 ** nbits:
+            raise ValueError(f"index pq_nbits {nbits} needs at least {2 ** nbits} vectors to train its codes, "
+                             f"got {n}; use fewer bits or kind 'flat' (exact) for a catalogue this small")
+        return replace(self, nlist=nlist, pq_m=pq_m, pq_nbits=nbits)
+
+
+def pq_m_for(dim: int) -> int:
+    """Default IVF-PQ sub-quantizers: the most whose sub-vectors are still 8 dims wide or more
+    (1280 dims: 160 sub-quantizers, 160 bytes per vector at 8 bits); 1 for a dimension under 8."""
+    return max([d for d in range(1, dim // 8 + 1) if dim % d == 0] or [1])
+
+
+def auto_kind(n: int, dim: int) -> str:
+    """The kind ``kind="auto"`` builds for ``n`` vectors: exact ``flat`` below `AUTO_EXACT_MAX`,
+    else `AUTO_APPROXIMATE` (see their comments for the measurements behind them)."""
+    return "flat" if n < AUTO_EXACT_MAX else AUTO_APPROXIMATE
 
 
 class MovieIndex(Searching):
@@ -62,8 +121,10 @@ class MovieIndex(Searching):
     again with a larger k, and past a quarter of the index the search is exact (numpy).
     """
 
-    def __init__(self, faiss_index, config: IndexConfig, ids: np.ndarray, metadata: MovieMetadata | None = None):
+    def __init__(self, faiss_index, config: IndexConfig, ids: np.ndarray, metadata: MovieMetadata | None = None,
+                 mapped: bool = False):
         self._index = faiss_index
+        self.mapped = mapped  # loaded memory-mapped, read-only: shared between processes, cannot `add`
         self.config = config
         self._columns = Columns(np.asarray(ids, dtype=np.int64))
         self.metadata = metadata
@@ -75,22 +136,28 @@ class MovieIndex(Searching):
     @classmethod
     def build(cls, vectors: Vectors, kind: str = "flat", normalize: bool = True,
               metadata: MovieMetadata | None = None, **options) -> "MovieIndex":
-        """Index ``vectors`` (inner product; cosine when ``normalize``). ``options``: `IndexConfig` fields."""
-        config = IndexConfig(kind=kind, normalize=normalize, **options)
+        """Index ``vectors`` (inner product; cosine when ``normalize``). ``kind``: one of `KINDS`
+        or "auto" (`auto_kind`). ``options``: `IndexConfig` fields."""
+        if kind == AUTO:
+            kind = auto_kind(len(vectors), vectors.dim)
+        config = IndexConfig(kind=kind, normalize=normalize, **options).resolved(len(vectors), vectors.dim)
         values = prepared_values(vectors, normalize, "MovieIndex.build")
         inner = _new_inner(config, vectors.dim, len(vectors))
-        if config.kind == "ivf":
+        if config.kind in ("ivf", "ivfpq"):
             train = values
-            cap = _ivf_nlist(config, len(vectors)) * 40  # FAISS wants >= 39 points per list
+            cap = max(config.nlist, 2 ** (config.pq_nbits or 0)) * 40  # FAISS wants >= 39 points per centroid
             if len(train) > cap:
                 train = train[np.random.default_rng(0).choice(len(train), cap, replace=False)]
-            inner.train(train)
+            train_inner(inner, train)
         index = faiss.IndexIDMap2(inner)
         index.add_with_ids(values, vectors.ids)
         return cls(index, config, vectors.ids.copy(), metadata)
 
     def add(self, vectors: Vectors) -> None:
         """Add the vectors of ids not yet indexed (an id already present raises ValueError)."""
+        if self.mapped:
+            raise ValueError("this index was loaded memory-mapped (read-only, MovieIndex.load(..., mmap=True)); "
+                             "load it with mmap=False to add vectors")
         if vectors.dim != self.dim:
             raise ArtifactError(f"cannot add {vectors.dim}-dim vectors to a {self.dim}-dim index: rebuild it instead")
         clash = np.intersect1d(vectors.ids, self._columns.ids)
@@ -135,13 +202,26 @@ class MovieIndex(Searching):
 
     def describe(self) -> dict:
         """The facts a manifest records and `load` checks: dim, count, kind, metric, normalize,
-        the build config and the sha256 of the indexed ids."""
+        the build config and the sha256 of the indexed ids; and ``bytes_per_vector`` (`bytes_per_vector`)."""
         from .storage import ids_checksum
 
         return {"dim": self.dim, "count": len(self), "kind": self.kind,
                 "metric": "cosine" if self.normalize else "inner_product",
                 "normalize": self.normalize, "config": asdict(self.config),
+                "bytes_per_vector": self.bytes_per_vector,
                 "ids_sha256": ids_checksum(self._columns.ids)}
+
+    @property
+    def bytes_per_vector(self) -> int:
+        """Bytes one indexed vector costs in the saved index and in memory: its stored code (4 per
+        dimension, or the PQ code), its 8-byte id, and for IVF its 8-byte list entry id, for HNSW its
+        level-0 links (``2 * m`` of 4 bytes). Excluded: fixed costs (centroids, codebooks) and the
+        id -> position hash map FAISS rebuilds at load (~40 bytes per id)."""
+        inner = faiss.downcast_index(self._index.index)
+        if self.kind == "hnsw":
+            return int(faiss.downcast_index(inner.storage).code_size) + 8 + 4 * 2 * self.config.m
+        extra = 8 if self.kind in ("ivf", "ivfpq") else 0
+        return int(inner.code_size) + 8 + extra
 
     # -- searching ------------------------------------------------------------------------
     def _search(self, queries, n, exclude, filter) -> tuple[bool, list[Hits]]:
@@ -253,7 +333,7 @@ class MovieIndex(Searching):
         inner = faiss.downcast_index(self._index.index)
         if self.kind == "hnsw":
             inner.hnsw.efSearch = self.config.ef_search
-        elif self.kind == "ivf":
+        elif self.kind in ("ivf", "ivfpq"):
             inner.nprobe = self.config.nprobe
             inner.make_direct_map()
 
@@ -266,12 +346,36 @@ class MovieIndex(Searching):
         return save_index(self, writer, inputs)
 
     @classmethod
-    def load(cls, version, entry: dict, metadata: MovieMetadata | None = None) -> "MovieIndex":
+    def load(cls, version, entry: dict, metadata: MovieMetadata | None = None, mmap: bool = False) -> "MovieIndex":
         """Read the ``index`` artifact of a `catalog.ModelVersion`, checked against ``entry`` (what
-        `save` returned); `catalog.ArtifactError` naming the file on any mismatch."""
+        `save` returned); `catalog.ArtifactError` naming the file on any mismatch. ``mmap=True``
+        maps the file read-only instead of copying it into memory, so processes serving the same
+        version share its pages (the index then cannot `add`); see `index.storage`."""
         from .storage import load_index
 
-        return load_index(version, entry, metadata)
+        return load_index(version, entry, metadata, mmap=mmap)
+
+
+@contextmanager
+def one_thread():
+    """FAISS on one OpenMP thread inside the block (the count is process-wide; restored after)."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def train_inner(inner, train: np.ndarray) -> None:
+    """Train an IVF or IVF-PQ index. IVF-PQ trains on one thread: its ``pq_m`` small k-means runs
+    (160 for 1280 dims) are all thread barriers; on this 2-core box at load 13, 40 of them took
+    39 s on one thread and 197 s on two."""
+    if isinstance(inner, faiss.IndexIVFPQ):
+        with one_thread():
+            inner.train(train)
+    else:
+        inner.train(train)
 
 
 def _faiss_search(index, q: np.ndarray, k: int):
@@ -280,17 +384,16 @@ def _faiss_search(index, q: np.ndarray, k: int):
     The thread count is process-wide; it is restored afterwards."""
     if len(q) >= SMALL_BATCH:
         return index.search(q, k)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
+    with one_thread():
         return index.search(q, k)
-    finally:
-        faiss.omp_set_num_threads(threads)
 
 
-def _ivf_nlist(config: IndexConfig, n: int) -> int:
-    nlist = config.nlist or int(4 * math.sqrt(n))
-    return max(1, min(nlist, n // 39 or 1))
+def _default_nlist(kind: str, n: int) -> int:
+    """IVF and IVF-PQ lists: sqrt(n) rounded to a power of two (1M: 1,024; 5M: 2,048). Not FAISS's
+    usual 4-16 * sqrt(n): on a 2-core machine assigning n vectors to nlist centroids (n * nlist *
+    dim multiply-adds, ~25 GFLOP/s here) dominates the build: 1M x 1280 at 4,000 lists is ~7 min
+    of assignment plus ~11 min of k-means, at 1,024 lists under 2 min and under 1 min."""
+    return 2 ** max(0, round(math.log2(math.sqrt(max(n, 1)))))
 
 
 def _new_inner(config: IndexConfig, dim: int, n: int):
@@ -300,7 +403,8 @@ def _new_inner(config: IndexConfig, dim: int, n: int):
         inner = faiss.IndexHNSWFlat(dim, config.m, faiss.METRIC_INNER_PRODUCT)
         inner.hnsw.efConstruction = config.ef_construction
         return inner
-    made = faiss.index_factory(dim, f"IVF{_ivf_nlist(config, n)},Flat", faiss.METRIC_INNER_PRODUCT)
+    codes = "Flat" if config.kind == "ivf" else f"PQ{config.pq_m}x{config.pq_nbits}"
+    made = faiss.index_factory(dim, f"IVF{config.nlist},{codes}", faiss.METRIC_INNER_PRODUCT)
     inner = faiss.downcast_index(made)
     made.this.disown()  # the downcast proxy owns the C++ object from here on
     inner.this.own(True)
@@ -308,4 +412,4 @@ def _new_inner(config: IndexConfig, dim: int, n: int):
     return inner
 
 
-__all__ = ["IndexConfig", "MovieIndex", "KINDS"]
+__all__ = ["IndexConfig", "MovieIndex", "KINDS", "AUTO", "auto_kind", "pq_m_for"]

@@ -9,10 +9,19 @@ normalize, config, ids_sha256) is what the caller stores in its stage entry. `lo
 checks the deserialised index against it and raises `version.invalid(...)`, an `ArtifactError`
 naming the file and the command that remakes it, for unreadable bytes or any mismatch. Genres
 and years for filters are not stored: the caller passes them (they derive from the movies).
+
+``load_index(..., mmap=True)`` maps the verified file instead of copying it into memory
+(``faiss.read_index(path, IO_FLAG_MMAP_IFC | IO_FLAG_READ_ONLY)``). With faiss-cpu 1.15 that
+maps the stored vectors of every kind: flat and HNSW storage, IVF and IVF-PQ inverted lists,
+and the ids (measured: a 50k x 1280 index read mapped kept 0.6 MB of anonymous memory beyond
+the interpreter's, 250 MB read normally), so several processes serving one version share one
+copy in the page cache. A mapped index is read-only: FAISS aborts the process on an add, so
+`MovieIndex.add` refuses. If mapping fails the file is read normally and the reason is logged.
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import faiss
@@ -25,7 +34,9 @@ from .movie_index import IndexConfig, MovieIndex
 
 ARTIFACT = "index"
 ENTRY_KEYS = ("dim", "count", "kind", "normalize", "config", "ids_sha256")
-_INNER = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
+_INNER = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat, "ivfpq": faiss.IndexIVFPQ}
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+log = logging.getLogger(__name__)
 
 
 def ids_checksum(ids: np.ndarray) -> str:
@@ -45,8 +56,9 @@ def save_index(index: MovieIndex, writer, inputs: dict | None = None) -> dict:
     return index.describe()
 
 
-def load_index(version, entry: dict, metadata: MovieMetadata | None = None) -> MovieIndex:
-    """The version's ``index`` artifact as a `MovieIndex`, checked against ``entry``."""
+def load_index(version, entry: dict, metadata: MovieMetadata | None = None, mmap: bool = False) -> MovieIndex:
+    """The version's ``index`` artifact as a `MovieIndex`, checked against ``entry``; memory-mapped
+    read-only when ``mmap`` (see the module doc)."""
     a = artifact(ARTIFACT)
     path = version.file(ARTIFACT)  # listed, and its size and sha256 match the manifest
     if not isinstance(entry, dict):
@@ -61,7 +73,10 @@ def load_index(version, entry: dict, metadata: MovieMetadata | None = None) -> M
     if config.kind != entry["kind"] or config.normalize != entry["normalize"]:
         raise version.invalid(a, f"its manifest entry says kind {entry['kind']!r}, normalize {entry['normalize']} "
                                  f"but its config says {config.kind!r}, {config.normalize}")
-    index = _deserialise(version, a, path.read_bytes())
+    index = _mapped(version, a, path) if mmap else None
+    mapped = index is not None
+    if index is None:
+        index = _deserialise(version, a, path.read_bytes())
     inner = faiss.downcast_index(index.index)
     if not isinstance(inner, _INNER[config.kind]) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
         raise version.invalid(a, f"holds a FAISS {type(inner).__name__} (metric {inner.metric_type}), not the "
@@ -72,7 +87,19 @@ def load_index(version, entry: dict, metadata: MovieMetadata | None = None) -> M
                                  f"says {entry['count']} of dimension {entry['dim']}")
     if ids_checksum(ids) != entry["ids_sha256"]:
         raise version.invalid(a, "holds other ids than its manifest entry records (ids_sha256 differs)")
-    return MovieIndex(index, config, ids, metadata)
+    return MovieIndex(index, config, ids, metadata, mapped=mapped)
+
+
+def _mapped(version, a, path: Path):
+    """The file read memory-mapped, or None (reason logged) when FAISS cannot map it; the normal
+    read that follows then raises the `ArtifactError` if the bytes are bad."""
+    try:
+        raw = faiss.read_index(str(path), MMAP_FLAGS)
+    except (RuntimeError, ValueError, MemoryError) as exc:
+        log.warning("%s: cannot memory-map the index (%s); reading it into memory instead",
+                    path, " ".join(str(exc).split())[:200])
+        return None
+    return _owned(version, a, raw)
 
 
 def _deserialise(version, a, data: bytes):
@@ -80,6 +107,10 @@ def _deserialise(version, a, data: bytes):
         raw = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
     except (RuntimeError, ValueError, MemoryError) as exc:
         raise version.invalid(a, f"not a readable FAISS index ({' '.join(str(exc).split())[:200]})") from None
+    return _owned(version, a, raw)
+
+
+def _owned(version, a, raw):
     index = faiss.downcast_index(raw)
     if not isinstance(index, faiss.IndexIDMap2):
         raise version.invalid(a, f"a FAISS {type(index).__name__}, not the IndexIDMap2 posterec writes")

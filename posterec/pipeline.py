@@ -393,7 +393,7 @@ def estimate_cold_start(rating, ranking, visual: Vectors, movies) -> tuple[tuple
     return (collab, rank), info
 
 
-def build_index(home, visual_weight: float | None = None, kind: str = "flat", add: bool = False,
+def build_index(home, visual_weight: float | None = None, kind: str = "auto", add: bool = False,
                 cold_start: bool = True, ranking_model: str | None = None) -> dict:
     from .progress import steps
 

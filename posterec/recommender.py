@@ -138,7 +138,8 @@ class Recommender:
         metadata = _metadata(movies)
         if version.has("index"):
             entry = version.stage("build-index")
-            index = MovieIndex.load(version, entry.get("index") or {}, metadata=metadata)
+            index = MovieIndex.load(version, entry.get("index") or {}, metadata=metadata,
+                                    mmap=True)  # read-only pages shared by `serve --workers N`
         return cls(home, version, movies, rating=rating, ranking=ranking, interactions=interactions,
                    visual=visual, cold=cold, index=index, poster_ids=_poster_ids(home, version.manifest),
                    metadata=metadata)

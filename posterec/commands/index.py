@@ -21,8 +21,10 @@ def register(sub) -> None:
     p.add_argument("--visual-weight", type=weight_argument, default=None, metavar="W",
                    help=f"weight of the poster block, 0 = ratings only, 1 = posters only "
                         f"(default: {DEFAULT_VISUAL_WEIGHT}; with --add: the current index's weight)")
-    p.add_argument("--kind", choices=["flat", "hnsw", "ivf"], default="flat",
-                   help="flat = exact cosine (default); hnsw/ivf = approximate, for very large catalogues")
+    p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"], default="auto",
+                   help="auto (default) = exact flat below 100,000 movies, approximate IVF above (index.auto_kind); "
+                        "flat = exact cosine; hnsw/ivf = approximate; ivfpq = approximate and compressed "
+                        "(bytes per vector printed), for catalogues whose vectors do not fit in memory")
     p.add_argument("--add", action="store_true",
                    help="only add movies not yet in the current index (no full rebuild)")
     p.add_argument("--no-cold-start", action="store_true",
@@ -67,7 +69,8 @@ def run_build_index(args) -> int:
     if result["cold_start"].get("estimated"):
         print(f"cold start: estimated vectors for {result['cold_start']['estimated']} poster-only movies")
     action = f"added {result['added']} movies to" if args.add else "built"
-    print(f"{action} a {index['kind']} index of {index['count']} x {index['dim']} -> version {result['version']} (CURRENT)")
+    print(f"{action} a {index['kind']} index of {index['count']} x {index['dim']} "
+          f"({index.get('bytes_per_vector', '?')} bytes per vector) -> version {result['version']} (CURRENT)")
     return 0
 
 
