@@ -89,3 +89,24 @@ def check(n_ratings: int, n_users: int, n_movies: int, config: TextModelConfig, 
             f"{n_movies:,} movies (config {config.name!r}; most of it {worst}: {parts[worst] / GB:.1f} GB), "
             f"but {budget / GB:.1f} GB are available; {FIXES[worst]} (or set ${ENV} if the estimate is wrong)")
     return parts
+
+
+DENSE_ITEMS_LIMIT = 20_000  # movies above which a dense movies x movies matrix is refused
+
+
+def check_dense_items(n_movies: int, what: str, alternative: str, copies: int = 3,
+                      budget: float | None = None, limit: int = DENSE_ITEMS_LIMIT) -> float:
+    """Refuse (`MemoryBudgetError`, one line) a method that holds dense movies x movies float32
+    matrices (``copies`` of them: e.g. EASE's Gram matrix, its inverse and the weights; an
+    item-item co-rating table) when the catalogue is above ``limit`` movies or the matrices do
+    not fit the budget; returns their bytes otherwise. At ml-25m's 62,423 movies one such matrix
+    is 15.6 GB and its inversion ~2.4e14 flops: name the method that scales instead."""
+    need = float(copies) * 4.0 * float(n_movies) ** 2
+    budget = available() if budget is None else float(budget)
+    if n_movies > limit or need > budget:
+        raise MemoryBudgetError(
+            f"{what}: {n_movies:,} movies need {copies} dense {n_movies:,} x {n_movies:,} float32 matrices "
+            f"({need / GB:.1f} GB, cubic time to invert; {budget / GB:.1f} GB available, and this method stops at "
+            f"{limit:,} movies); {alternative}")
+    return need
+

@@ -34,8 +34,9 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
         raise ValueError("no training ratings")
     vocab = Vocabulary.build(dataset, config.min_word_count, max(config.cnn_windows))
     memory.check(len(train), len(vocab.user_ids), len(vocab.movie_ids), config, budget=memory_budget)
-    users = vocab.user_rows(train["user_id"].to_numpy(np.int64))
-    movies = vocab.movie_rows(train["movie_id"].to_numpy(np.int64))
+    # rows as int32: 4 bytes a rating per column (the network's inputs are int32 anyway)
+    users = vocab.user_rows(train["user_id"].to_numpy(np.int64)).astype(np.int32)
+    movies = vocab.movie_rows(train["movie_id"].to_numpy(np.int64)).astype(np.int32)
     y = train["rating"].to_numpy(np.float32)
     rng = np.random.default_rng(seed)
     is_val = np.zeros(len(y), dtype=bool)
@@ -60,18 +61,8 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     model.optimizer.build(model.trainable_variables)
 
     def pipeline(mask, shuffle):
-        # shuffle and batch row positions, then gather each batch at once: several times
-        # cheaper per epoch than shuffling and batching (user, movie, rating) elements one by one
-        u, m, r = (tf.constant(a[mask]) for a in (users, movies, y))
-        ds = tf.data.Dataset.range(int(mask.sum()))
-        if shuffle:
-            ds = ds.shuffle(int(mask.sum()), seed=seed, reshuffle_each_iteration=True)
-
-        @tf.autograph.experimental.do_not_convert
-        def gather(rows):
-            return {"user": tf.gather(u, rows), "movie": tf.gather(m, rows)}, tf.gather(r, rows)
-
-        return ds.batch(config.batch_size).map(gather).prefetch(tf.data.AUTOTUNE)
+        return _pipeline(tf, users[mask], movies[mask], y[mask], config.batch_size, seed,
+                         config.epochs if shuffle else None)
 
     callbacks, val = [_EpochTimer()], None
     if is_val.any():
@@ -81,7 +72,7 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
                                                            restore_best_weights=True))
     start = time.perf_counter()
     hist = model.fit(pipeline(fit, True), validation_data=val, epochs=config.epochs, callbacks=callbacks,
-                     verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+                     steps_per_epoch=steps, verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
     seconds = time.perf_counter() - start
     counts = np.bincount(movies[fit], minlength=len(vocab.movie_ids)).astype(np.int64)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -95,6 +86,39 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     val_pairs = Interactions.from_pairs(ids_u[is_val], ids_m[is_val], y[is_val]) if is_val.any() else None
     tm.ranking = ranking_for(config, seed).fit(tm.rating_vectors(), train_pairs, val_pairs)
     return tm
+
+
+def _pipeline(tf, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, batch_size: int, seed: int,
+              epochs: int | None):
+    """Batches of ``({"user", "movie"}, rating)`` gathered from the compact arrays, in graph.
+
+    ``epochs`` set: a fresh permutation of the rows each epoch (stateless, seeded by the epoch),
+    then ``steps`` slices of it, one gather per batch; the dataset holds ``epochs`` epochs and is
+    iterated once by ``fit(steps_per_epoch=...)``. A ``shuffle(n)`` buffer instead holds one
+    tensor per rating: ~190 bytes a rating and ~10 s per million ratings to fill, every epoch
+    (benchmarks/scale.py). ``epochs`` None: the rows in order, once (validation).
+    """
+    n = len(ratings)
+    u, m, r = tf.constant(users, tf.int32), tf.constant(movies, tf.int32), tf.constant(ratings, tf.float32)
+    steps = -(-n // batch_size)
+
+    def batches(rows):
+        return tf.data.Dataset.range(steps).map(lambda i: rows[i * batch_size:tf.minimum((i + 1) * batch_size, n)])
+
+    if epochs is None:
+        ds = batches(tf.range(n, dtype=tf.int32))
+    else:
+        def epoch(e):
+            key = tf.stack([tf.constant(seed, tf.int64), e])
+            return batches(tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=key))
+
+        ds = tf.data.Dataset.range(epochs).flat_map(epoch)
+
+    @tf.autograph.experimental.do_not_convert
+    def gather(rows):
+        return {"user": tf.gather(u, rows), "movie": tf.gather(m, rows)}, tf.gather(r, rows)
+
+    return ds.map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 def _build(config, vocab, dataset, global_mean, interactions):
