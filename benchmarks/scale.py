@@ -13,7 +13,8 @@ process: ``download --dataset ml-25m --source DIR``, ``import-posters``, ``train
 
 Peak memory: each CLI stage runs under GNU ``/usr/bin/time -v``, whose "Maximum resident set
 size" is the largest RSS of the stage's process (the kernel's ``ru_maxrss``, not a sampled
-value); the server's is its ``VmHWM`` from ``/proc`` after the requests. ``generate`` runs
+value; the stages are single processes); ``logs/<stage>.rss.tsv`` also keeps the tree's RSS
+sampled every second, to see when the peak comes; the server's is its ``VmHWM`` from ``/proc`` after the requests. ``generate`` runs
 in this process (its RSS delta from ``ru_maxrss``). ``--workdir`` keeps everything, so a stage
 can be rerun alone (``--stages train,embed``). Appends one JSON line to benchmarks/results/scale.jsonl.
 """
@@ -53,14 +54,48 @@ def timed_cli(home: Path, args: list[str], log: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "posterec", "--home", str(home), *args]
     start = time.perf_counter()
+    samples = []
     with open(log, "w") as fh:
-        out = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        while proc.poll() is None:  # an RSS timeline of the tree (1 s), to see *when* the peak comes
+            samples.append((round(time.perf_counter() - start, 1), tree_rss_kb(proc.pid)))
+            try:
+                proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                pass
+    out = proc
     wall = time.perf_counter() - start
+    log.with_suffix(".rss.tsv").write_text("".join(f"{t}\t{kb}\n" for t, kb in samples))
+    peak_at = max(samples, key=lambda x: x[1])[0] if samples else None
     text = log.read_text(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     tail = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("\t")][-3:]
     return {"wall_s": round(wall, 1), "peak_rss_gb": int(rss.group(1)) / 2**20 if rss else None,
-            "rc": out.returncode, "tail": " | ".join(tail)[-400:], "log": str(log)}
+            "rc": out.returncode, "tail": " | ".join(tail)[-400:], "log": str(log),
+            "sampled_peak_at_s": peak_at,
+            "sampled_peak_gb": max((kb for _, kb in samples), default=0) / 2**20}
+
+
+def tree_rss_kb(pid: int) -> int:
+    """VmRSS (kB) of ``pid`` and its descendants, from /proc (0 for a process gone meanwhile)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{p}/status").read_text())
+            total += int(m.group(1)) if m else 0
+        except OSError:
+            pass
+    return total
 
 
 def free_port() -> int:

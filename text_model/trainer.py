@@ -81,9 +81,10 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     tm = TextModel(config, vocab, model, (float(y.min()), float(y.max())), counts, history=history,
                    fit_seconds=seconds)
     # the ranking model, fit on the same training pairs and chosen on the same validation slice
-    ids_u, ids_m = vocab.user_ids[users], vocab.movie_ids[movies]
-    train_pairs = Interactions.from_pairs(ids_u[fit], ids_m[fit], y[fit])
-    val_pairs = Interactions.from_pairs(ids_u[is_val], ids_m[is_val], y[is_val]) if is_val.any() else None
+    # ids of each part only (not of every rating, then masked: 16 bytes a rating less at the peak)
+    train_pairs = Interactions.from_pairs(vocab.user_ids[users[fit]], vocab.movie_ids[movies[fit]], y[fit])
+    val_pairs = Interactions.from_pairs(vocab.user_ids[users[is_val]], vocab.movie_ids[movies[is_val]],
+                                        y[is_val]) if is_val.any() else None
     tm.ranking = ranking_for(config, seed).fit(tm.rating_vectors(), train_pairs, val_pairs)
     return tm
 
