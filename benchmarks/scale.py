@@ -169,6 +169,8 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", default=str(WEIGHTS) if WEIGHTS.exists() else "imagenet",
                         help="embed --weights (default: the MobileNetV2 file in ../shared/weights if there)")
     parser.add_argument("--config", default="best", help="train --config (default: best)")
+    parser.add_argument("--index-kind", default="flat", choices=("flat", "hnsw", "ivf"),
+                        help="build-index --kind (default: flat, exact)")
     args = parser.parse_args(argv)
     stages = [s for s in args.stages.split(",") if s]
     unknown = sorted(set(stages) - set(STAGES))
@@ -220,7 +222,8 @@ def main(argv=None) -> int:
             report(stage, timed_cli(home, ["embed", "--dataset", "ml-25m", "--weights", args.weights],
                                     logs / f"{stage}.log"), f"weights {Path(args.weights).name}")
         elif stage == "build-index":
-            report(stage, timed_cli(home, ["build-index"], logs / f"{stage}.log"))
+            report(stage, timed_cli(home, ["build-index", "--kind", args.index_kind], logs / f"{stage}-{args.index_kind}.log"),
+                   f"--kind {args.index_kind}")
         elif stage == "export-recommendations":
             out = work / "recommendations.csv"
             res = timed_cli(home, ["export-recommendations", "-n", "10", "--out", str(out)], logs / f"{stage}.log")
@@ -229,7 +232,7 @@ def main(argv=None) -> int:
         elif stage == "serve":
             counts = json.loads(counts_file.read_text())
             order = np.argsort(-_movie_counts(src, counts), kind="stable")[:1000] + 1  # the most-rated movies
-            res = serve(home, order, args.requests, logs / "serve.log")
+            res = serve(home, order, args.requests, logs / f"serve-{args.index_kind}.log")
             report(stage, res, f"warm /movies/{{id}}/similar p50 {res.get('similar_p50_ms')} ms, "
                                f"p99 {res.get('similar_p99_ms')} ms over {res.get('requests')} requests "
                                f"(/health p50 {res.get('health_p50_ms')} ms); "
