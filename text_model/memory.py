@@ -2,8 +2,9 @@
 
 Nothing after the fit holds users x movies (see `text_model.scoring`), so the peak is the data,
 the network with its optimiser state, the PureSVD factors and the TensorFlow runtime. The
-per-rating constant was measured with ``benchmarks/train_scaling.py`` (peak RSS against the
-number of ratings) and rounded up. A run that cannot fit is refused with one line naming the
+per-rating constant was measured with ``benchmarks/scale.py`` (peak RSS of ``train`` against the
+number of ratings) and rounded up. Methods that hold dense movies x movies matrices are refused
+above a size by `check_dense_items`, with the method that scales instead. A run that cannot fit is refused with one line naming the
 setting to change, instead of being killed by the kernel after the epochs.
 """
 from __future__ import annotations
@@ -16,11 +17,14 @@ from .config import TextModelConfig
 from .scoring import CHUNK_CELLS
 
 GB = 1 << 30
-RUNTIME = 0.8 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
-# bytes per training rating (frames, splits, tf.data, CSR histories, pairs, the saved model):
-# benchmarks/train_scaling.py measured peak RSS 0.79 / 1.48 / 2.18 GB at 0.1M / 1M / 3.25M ratings
-# (~440 bytes per rating); rounded up so that the estimate errs high
-PER_RATING = 600
+RUNTIME = 0.9 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
+# bytes per training rating that live at the peak: the ratings frame (20), int32 row columns and
+# ratings (12) and their graph constants (12), the network's two neighbour CSRs (8), the
+# Interactions of the fit and validation parts (12), and the transient copies of the ranking
+# fit (PureSVD's sparse matrix, the grid's seen pairs) and of saving the version (~100).
+# benchmarks/scale.py measured peak RSS 1.40 GB at 2.49M ratings (after the tf.data shuffle buffer,
+# ~190 bytes a rating, was replaced by a per-epoch permutation); rounded up so that the estimate errs high
+PER_RATING = 200
 ENV = "POSTEREC_MEMORY_GB"  # overrides the available memory (GB) the check compares with
 
 
