@@ -41,8 +41,9 @@ def generate(root: Path, n_ratings: int, n_users: int | None = None, n_movies: i
              seed: int = 0, block: int = BLOCK_RATINGS) -> dict:
     """Write ``ratings.csv`` and ``movies.csv`` (ml-25m layout) with planted taste into ``root``.
 
-    Returns the counts written: ``n_ratings`` (within a fraction of a percent of the one asked:
-    a user's draws that repeat a movie are drawn again a few times, then dropped), ``n_users``
+    Returns the counts written: ``n_ratings`` (at MovieLens densities within a fraction of a
+    percent of the one asked: a user's draws that repeat a movie are drawn again a few times,
+    then dropped; a user rates at most half the movies), ``n_users``
     and ``n_movies`` (those with at least one rating).
     """
     rng = np.random.default_rng(seed)
