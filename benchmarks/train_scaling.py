@@ -3,7 +3,7 @@
     python benchmarks/train_scaling.py [--sizes 0.1,0.3,1,3] [--epochs 2] [--baseline-sizes 0.1,0.3]
                                        [--ml100k] [--shared ../shared]
 
-Generated data in the ml-25m CSV layout, with planted taste (users prefer some genres; movies
+Generated data (`benchmarks/synthetic.py`) in the ml-25m CSV layout, with planted taste (users prefer some genres; movies
 have a quality; half-star ratings), power-law movie popularity and user activity, 81 ratings
 per user and 162 per movie on average at every size (3.25M ratings: 40k users, 20k movies, as
 in issue 16). Each case runs in a fresh subprocess: load the dataset, a random 90/10 split,
