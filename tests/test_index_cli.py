@@ -210,6 +210,11 @@ def test_export_recommendations_resumes_after_an_interruption(planted_home, tmp_
     from posterec.recommender import Recommender
 
     _recs_version(planted_home)
+    # the "auto" exact route is picked by a timing, which differs between processes: pinned to numpy
+    faiss_calls = []
+    real_faiss_top = MovieIndex._faiss_top
+    monkeypatch.setattr(MovieIndex, "_faiss_top", lambda self, *a: faiss_calls.append(1) or real_faiss_top(self, *a))
+    monkeypatch.setattr(MovieIndex, "_measure_routes", lambda self, *a, **k: False)  # "faiss is faster"
     monkeypatch.setattr(index_cmd, "CHUNK_USERS", 8)  # 5 chunks of 8 users
     monkeypatch.setattr(index_cmd, "BATCH", 3)        # 3 batches per chunk
     whole, out = tmp_path / "whole.csv", tmp_path / "out" / "recs.csv"
@@ -246,3 +251,4 @@ def test_export_recommendations_resumes_after_an_interruption(planted_home, tmp_
     three = tmp_path / "three.csv"
     assert run(planted_home, "export-recommendations", "-n", "3", "--out", str(three)) == 0
     assert out.read_bytes() == three.read_bytes() and len(read_csv(out)) == 40 * 3
+    assert not faiss_calls  # every chunk searched by the same (numpy) route

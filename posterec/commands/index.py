@@ -140,6 +140,7 @@ def run_export_recommendations(args) -> int:
     from ..recommender import Recommender
 
     rec = Recommender.load(args.home)
+    rec.pin_exact_route("numpy")  # the same scores, bit for bit, in every process that writes a chunk
     users = rec.known_users()
     parts = _Checkpoints(args.out, {"version": rec.version, "n": args.n, "by": args.by, "users": len(users),
                                     "chunk_users": CHUNK_USERS})
