@@ -3,7 +3,7 @@
     python benchmarks/train_scaling.py [--sizes 0.1,0.3,1,3] [--epochs 2] [--baseline-sizes 0.1,0.3]
                                        [--ml100k] [--shared ../shared]
 
-Generated data in the ml-25m CSV layout, with planted taste (users prefer some genres; movies
+Generated data (`benchmarks/synthetic.py`) in the ml-25m CSV layout, with planted taste (users prefer some genres; movies
 have a quality; half-star ratings), power-law movie popularity and user activity, 81 ratings
 per user and 162 per movie on average at every size (3.25M ratings: 40k users, 20k movies, as
 in issue 16). Each case runs in a fresh subprocess: load the dataset, a random 90/10 split,
@@ -36,48 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-GENRES = ["Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-          "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
-WORDS = ["night", "love", "return", "city", "last", "dark", "man", "star", "game", "world", "secret", "story",
-         "blood", "summer", "king", "road", "fire", "house", "dream", "river", "war", "girl", "time", "ghost"]
-PER_USER, PER_MOVIE = 81, 162
-
-
-def generate(root: Path, n_ratings: int, seed: int = 0) -> dict:
-    """Write ratings.csv and movies.csv with planted taste into ``root``; returns the counts."""
-    rng = np.random.default_rng(seed)
-    n_users, n_movies = max(50, n_ratings // PER_USER), max(30, n_ratings // PER_MOVIE)
-    genre = rng.integers(len(GENRES), size=n_movies)
-    quality = rng.normal(0, 0.5, n_movies)
-    taste = rng.normal(0, 1.0, (n_users, len(GENRES)))
-    user_bias = rng.normal(0, 0.4, n_users)
-    popularity = 1.0 / (np.arange(n_movies) + 10.0) ** 0.9
-    popularity = popularity[rng.permutation(n_movies)]
-    activity = rng.lognormal(0, 1.0, n_users) + 0.2
-    # pairs drawn with replacement by activity x popularity, deduplicated, until n_ratings
-    users = np.zeros(0, np.int64)
-    movies = np.zeros(0, np.int64)
-    while len(users) < n_ratings:
-        k = int((n_ratings - len(users)) * 1.15) + 1000
-        u = rng.choice(n_users, size=k, p=activity / activity.sum())
-        m = rng.choice(n_movies, size=k, p=popularity / popularity.sum())
-        key = np.unique(np.concatenate([users * n_movies + movies, u * n_movies + m]))
-        users, movies = key // n_movies, key % n_movies
-    keep = np.sort(rng.choice(len(users), n_ratings, replace=False))
-    users, movies = users[keep], movies[keep]
-    raw = 3.4 + 0.8 * taste[users, genre[movies]] + user_bias[users] + quality[movies] + rng.normal(0, 0.6, n_ratings)
-    stars = np.clip(np.round(raw * 2) / 2, 0.5, 5.0)
-    stamps = 1_000_000_000 + rng.integers(0, 300_000_000, n_ratings)
-    root.mkdir(parents=True, exist_ok=True)
-    import pandas as pd
-
-    pd.DataFrame({"userId": users + 1, "movieId": movies + 1, "rating": stars, "timestamp": stamps}).to_csv(
-        root / "ratings.csv", index=False, float_format="%.1f")
-    titles = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 4)))).title() + f" {i} ({1950 + i % 70})"
-              for i in range(n_movies)]
-    pd.DataFrame({"movieId": np.arange(1, n_movies + 1), "title": titles,
-                  "genres": [GENRES[g] for g in genre]}).to_csv(root / "movies.csv", index=False)
-    return {"n_ratings": int(n_ratings), "n_users": int(len(np.unique(users))), "n_movies": int(len(np.unique(movies)))}
+from synthetic import generate  # noqa: E402  the generated data (planted taste, power laws)
 
 
 def worker(home: str, dataset_name: str, split_name: str, pooling: str, epochs: int | None) -> dict:

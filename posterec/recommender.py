@@ -92,6 +92,7 @@ class Recommender:
             self._own_space = (check_weight(built["visual_weight"]), index)
         self._visual_index = MovieIndex.build(visual) if self.has_posters else None
         self._ranking_users = self._ranking_index = self._rating_index = None
+        self._exact_route: str | None = None  # see pin_exact_route
         if rating is not None:
             users, movies_v = (ranking.ranking_users, ranking.ranking_movies) if ranking is not None else \
                 (rating.scoring_users, rating.scoring_movies)
@@ -320,6 +321,17 @@ class Recommender:
         """The user ids ``recommend`` knows, sorted."""
         return np.empty(0, np.int64) if self._ranking_users is None else np.sort(self._ranking_users.ids)
 
+    def pin_exact_route(self, route: str = "numpy") -> None:
+        """`recommend_many` always searches by ``route`` ("numpy" or "faiss", see
+        `index.MovieIndex.set_search_options`). The default "auto" picks the faster one by a
+        timing at the first batch, which can differ from run to run under load, and the two agree
+        on the hits but not on the last bit of the scores: a long export that resumes in another
+        process pins the route so that its file is the same, byte for byte."""
+        self._exact_route = route
+        for index in (self._ranking_index, self._rating_index):
+            if index is not None:
+                index.set_search_options(exact_route=route)
+
     def recommend_many(self, user_ids, n: int = 10, by: str = "ranking") -> list[Hits]:
         """`recommend` at visual weight 0 for many users in one batched search (no "because");
         ``by="rating"`` ranks by predicted rating instead."""
@@ -338,6 +350,8 @@ class Recommender:
             with self._lock:
                 if self._rating_index is None:
                     self._rating_index = MovieIndex.build(self.rating.scoring_movies, normalize=False)
+                    if self._exact_route is not None:
+                        self._rating_index.set_search_options(exact_route=self._exact_route)
             index = self._rating_index
         missing = np.setdiff1d(user_ids, users.ids)
         if len(missing):

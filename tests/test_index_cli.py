@@ -193,3 +193,62 @@ def test_build_killed_midway_leaves_current_serving(planted_home):
     assert len(list((planted_home / "models").glob(".staging-*"))) == 1
     make_version(planted_home, collab, visual_vectors(served))  # the next writer cleans it up
     assert list((planted_home / "models").glob(".staging-*")) == []
+
+
+def _recs_version(home, n_users=40):
+    rng = np.random.default_rng(1)
+    users = Vectors(np.arange(1, n_users + 1), rng.normal(size=(n_users, 4)))
+    movies = Vectors(np.arange(1, 31), rng.normal(size=(30, 4)))
+    seen = [(int(u), int(m), 4.0) for u in users.ids for m in rng.choice(movies.ids, 5, replace=False)]
+    write_planted_version(home, users, movies, None, seen)
+
+
+def test_export_recommendations_resumes_after_an_interruption(planted_home, tmp_path, monkeypatch):
+    """Killed after some chunks, a rerun continues after the last complete chunk and writes the
+    same file, byte for byte, as one uninterrupted run; stale chunks of another setting are dropped."""
+    from posterec.commands import index as index_cmd
+    from posterec.recommender import Recommender
+
+    _recs_version(planted_home)
+    # the "auto" exact route is picked by a timing, which differs between processes: pinned to numpy
+    faiss_calls = []
+    real_faiss_top = MovieIndex._faiss_top
+    monkeypatch.setattr(MovieIndex, "_faiss_top", lambda self, *a: faiss_calls.append(1) or real_faiss_top(self, *a))
+    monkeypatch.setattr(MovieIndex, "_measure_routes", lambda self, *a, **k: False)  # "faiss is faster"
+    monkeypatch.setattr(index_cmd, "CHUNK_USERS", 8)  # 5 chunks of 8 users
+    monkeypatch.setattr(index_cmd, "BATCH", 3)        # 3 batches per chunk
+    whole, out = tmp_path / "whole.csv", tmp_path / "out" / "recs.csv"
+    assert run(planted_home, "export-recommendations", "-n", "4", "--out", str(whole)) == 0
+    assert not (tmp_path / ".whole.csv.parts").exists()  # checkpoints removed once joined
+
+    original, calls = Recommender.recommend_many, []
+
+    def interrupted(self, ids, n=10, by="ranking"):
+        calls.append(list(ids))
+        if len(calls) == 8:  # the 3rd chunk's 2nd batch: chunks 0 and 1 complete
+            raise KeyboardInterrupt
+        return original(self, ids, n, by)
+
+    monkeypatch.setattr(Recommender, "recommend_many", interrupted)
+    assert run(planted_home, "export-recommendations", "-n", "4", "--out", str(out)) == 130  # Ctrl-C
+    parts = out.with_name(".recs.csv.parts")
+    assert not out.exists() and sorted(p.name for p in parts.glob("part-*")) == ["part-000000.csv", "part-000001.csv"]
+    assert not [p for p in parts.iterdir() if p.name.endswith(".tmp")]  # the torn chunk left nothing
+
+    calls.clear()
+    monkeypatch.setattr(Recommender, "recommend_many", lambda self, ids, n=10, by="ranking":
+                        calls.append(list(ids)) or original(self, ids, n, by))
+    assert run(planted_home, "export-recommendations", "-n", "4", "--out", str(out)) == 0
+    assert calls[0][0] == 17 and sum(map(len, calls)) == 40 - 16  # only chunks 2, 3, 4 were computed
+    assert out.read_bytes() == whole.read_bytes() and not parts.exists()
+
+    # chunks left by a run with other settings (-n 4) are not reused for -n 3
+    monkeypatch.setattr(Recommender, "recommend_many", interrupted)
+    calls.clear()
+    assert run(planted_home, "export-recommendations", "-n", "4", "--out", str(out)) == 130
+    monkeypatch.setattr(Recommender, "recommend_many", original)
+    assert run(planted_home, "export-recommendations", "-n", "3", "--out", str(out)) == 0
+    three = tmp_path / "three.csv"
+    assert run(planted_home, "export-recommendations", "-n", "3", "--out", str(three)) == 0
+    assert out.read_bytes() == three.read_bytes() and len(read_csv(out)) == 40 * 3
+    assert not faiss_calls  # every chunk searched by the same (numpy) route

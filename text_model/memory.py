@@ -2,8 +2,9 @@
 
 Nothing after the fit holds users x movies (see `text_model.scoring`), so the peak is the data,
 the network with its optimiser state, the PureSVD factors and the TensorFlow runtime. The
-per-rating constant was measured with ``benchmarks/train_scaling.py`` (peak RSS against the
-number of ratings) and rounded up. A run that cannot fit is refused with one line naming the
+per-rating constant was measured with ``benchmarks/scale.py`` (peak RSS of ``train`` against the
+number of ratings) and rounded up. Methods that hold dense movies x movies matrices are refused
+above a size by `check_dense_items`, with the method that scales instead. A run that cannot fit is refused with one line naming the
 setting to change, instead of being killed by the kernel after the epochs.
 """
 from __future__ import annotations
@@ -16,11 +17,14 @@ from .config import TextModelConfig
 from .scoring import CHUNK_CELLS
 
 GB = 1 << 30
-RUNTIME = 0.8 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
-# bytes per training rating (frames, splits, tf.data, CSR histories, pairs, the saved model):
-# benchmarks/train_scaling.py measured peak RSS 0.79 / 1.48 / 2.18 GB at 0.1M / 1M / 3.25M ratings
-# (~440 bytes per rating); rounded up so that the estimate errs high
-PER_RATING = 600
+RUNTIME = 0.9 * GB         # TensorFlow, Keras, pandas and the interpreter, before any data
+# bytes per training rating that live at the peak: the ratings frame (20), int32 row columns and
+# ratings (12) and their graph constants (12), the network's two neighbour CSRs (8), the
+# Interactions of the fit and validation parts (12), and the transient copies of the ranking
+# fit (PureSVD's sparse matrix, the grid's seen pairs) and of saving the version (~100).
+# benchmarks/scale.py measured peak RSS 1.40 GB at 2.49M ratings (after the tf.data shuffle buffer,
+# ~190 bytes a rating, was replaced by a per-epoch permutation); rounded up so that the estimate errs high
+PER_RATING = 200
 ENV = "POSTEREC_MEMORY_GB"  # overrides the available memory (GB) the check compares with
 
 
@@ -89,3 +93,24 @@ def check(n_ratings: int, n_users: int, n_movies: int, config: TextModelConfig, 
             f"{n_movies:,} movies (config {config.name!r}; most of it {worst}: {parts[worst] / GB:.1f} GB), "
             f"but {budget / GB:.1f} GB are available; {FIXES[worst]} (or set ${ENV} if the estimate is wrong)")
     return parts
+
+
+DENSE_ITEMS_LIMIT = 20_000  # movies above which a dense movies x movies matrix is refused
+
+
+def check_dense_items(n_movies: int, what: str, alternative: str, copies: int = 3,
+                      budget: float | None = None, limit: int = DENSE_ITEMS_LIMIT) -> float:
+    """Refuse (`MemoryBudgetError`, one line) a method that holds dense movies x movies float32
+    matrices (``copies`` of them: e.g. EASE's Gram matrix, its inverse and the weights; an
+    item-item co-rating table) when the catalogue is above ``limit`` movies or the matrices do
+    not fit the budget; returns their bytes otherwise. At ml-25m's 62,423 movies one such matrix
+    is 15.6 GB and its inversion ~2.4e14 flops: name the method that scales instead."""
+    need = float(copies) * 4.0 * float(n_movies) ** 2
+    budget = available() if budget is None else float(budget)
+    if n_movies > limit or need > budget:
+        raise MemoryBudgetError(
+            f"{what}: {n_movies:,} movies need {copies} dense {n_movies:,} x {n_movies:,} float32 matrices "
+            f"({need / GB:.1f} GB, cubic time to invert; {budget / GB:.1f} GB available, and this method stops at "
+            f"{limit:,} movies); {alternative}")
+    return need
+

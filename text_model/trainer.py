@@ -39,8 +39,9 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
         raise ValueError("no training ratings")
     vocab = Vocabulary.build(dataset, config.min_word_count, max(config.cnn_windows))
     memory.check(len(train), len(vocab.user_ids), len(vocab.movie_ids), config, budget=memory_budget)
-    users = vocab.user_rows(train["user_id"].to_numpy(np.int64))
-    movies = vocab.movie_rows(train["movie_id"].to_numpy(np.int64))
+    # rows as int32: 4 bytes a rating per column (the network's inputs are int32 anyway)
+    users = vocab.user_rows(train["user_id"].to_numpy(np.int64)).astype(np.int32)
+    movies = vocab.movie_rows(train["movie_id"].to_numpy(np.int64)).astype(np.int32)
     y = train["rating"].to_numpy(np.float32)
     is_val = validation_mask(len(y), config.validation_fraction, seed)
     fit = ~is_val
@@ -65,18 +66,8 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     dist.prepare(model)
 
     def pipeline(mask, shuffle):
-        # shuffle and batch row positions, then gather each batch at once: several times
-        # cheaper per epoch than shuffling and batching (user, movie, rating) elements one by one
-        u, m, r = (tf.constant(a[mask]) for a in (users, movies, y))
-        ds = tf.data.Dataset.range(int(mask.sum()))
-        if shuffle:
-            ds = ds.shuffle(int(mask.sum()), seed=seed, reshuffle_each_iteration=True)
-
-        @tf.autograph.experimental.do_not_convert
-        def gather(rows):
-            return {"user": tf.gather(u, rows), "movie": tf.gather(m, rows)}, tf.gather(r, rows)
-
-        return dist.shard(ds.batch(config.batch_size).map(gather).prefetch(tf.data.AUTOTUNE))
+        return dist.shard(_pipeline(tf, users[mask], movies[mask], y[mask], config.batch_size, seed,
+                                    config.epochs if shuffle else None))
 
     callbacks, val = [_EpochTimer(), *dist.callbacks()], None
     if is_val.any():
@@ -86,7 +77,7 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
                                                            restore_best_weights=True))
     start = time.perf_counter()
     hist = model.fit(pipeline(fit, True), validation_data=val, epochs=config.epochs, callbacks=callbacks,
-                     verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
+                     steps_per_epoch=steps, verbose=verbose, shuffle=False)  # the tf.data pipeline shuffles
     seconds = time.perf_counter() - start
     counts = np.bincount(movies[fit], minlength=len(vocab.movie_ids)).astype(np.int64)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
@@ -95,9 +86,10 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     tm = TextModel(config, vocab, model, (float(y.min()), float(y.max())), counts, history=history,
                    fit_seconds=seconds)
     # the ranking model, fit on the same training pairs and chosen on the same validation slice
-    ids_u, ids_m = vocab.user_ids[users], vocab.movie_ids[movies]
-    train_pairs = Interactions.from_pairs(ids_u[fit], ids_m[fit], y[fit])
-    val_pairs = Interactions.from_pairs(ids_u[is_val], ids_m[is_val], y[is_val]) if is_val.any() else None
+    # ids of each part only (not of every rating, then masked: 16 bytes a rating less at the peak)
+    train_pairs = Interactions.from_pairs(vocab.user_ids[users[fit]], vocab.movie_ids[movies[fit]], y[fit])
+    val_pairs = Interactions.from_pairs(vocab.user_ids[users[is_val]], vocab.movie_ids[movies[is_val]],
+                                        y[is_val]) if is_val.any() else None
     if dist.is_chief:  # closed forms (EASE, PureSVD) in numpy, on one machine: not distributed
         fallback = ranking_fallback(config, len(vocab.user_ids), len(vocab.movie_ids))
         if fallback:
@@ -127,6 +119,39 @@ def ranking_pairs(train, config: TextModelConfig, seed: int = 0):
     fit = ~is_val
     return (Interactions.from_pairs(u[fit], m[fit], y[fit]),
             Interactions.from_pairs(u[is_val], m[is_val], y[is_val]) if is_val.any() else None)
+
+
+def _pipeline(tf, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, batch_size: int, seed: int,
+              epochs: int | None):
+    """Batches of ``({"user", "movie"}, rating)`` gathered from the compact arrays, in graph.
+
+    ``epochs`` set: a fresh permutation of the rows each epoch (stateless, seeded by the epoch),
+    then ``steps`` slices of it, one gather per batch; the dataset holds ``epochs`` epochs and is
+    iterated once by ``fit(steps_per_epoch=...)``. A ``shuffle(n)`` buffer instead holds one
+    tensor per rating: ~190 bytes a rating and ~10 s per million ratings to fill, every epoch
+    (benchmarks/scale.py). ``epochs`` None: the rows in order, once (validation).
+    """
+    n = len(ratings)
+    u, m, r = tf.constant(users, tf.int32), tf.constant(movies, tf.int32), tf.constant(ratings, tf.float32)
+    steps = -(-n // batch_size)
+
+    def batches(rows):
+        return tf.data.Dataset.range(steps).map(lambda i: rows[i * batch_size:tf.minimum((i + 1) * batch_size, n)])
+
+    if epochs is None:
+        ds = batches(tf.range(n, dtype=tf.int32))
+    else:
+        def epoch(e):
+            key = tf.stack([tf.constant(seed, tf.int64), e])
+            return batches(tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=key))
+
+        ds = tf.data.Dataset.range(epochs).flat_map(epoch)
+
+    @tf.autograph.experimental.do_not_convert
+    def gather(rows):
+        return {"user": tf.gather(u, rows), "movie": tf.gather(m, rows)}, tf.gather(r, rows)
+
+    return ds.map(gather).prefetch(tf.data.AUTOTUNE)
 
 
 def _build(config, vocab, dataset, global_mean, interactions):

@@ -10,6 +10,7 @@ from ..output import count, emit_json, weight_argument
 from ..pipeline import DEFAULT_VISUAL_WEIGHT
 
 BATCH = 256
+CHUNK_USERS = 8192  # users per checkpointed chunk of export-recommendations
 EXPORT_KINDS = ("fused", "collaborative", "visual")
 
 
@@ -43,7 +44,10 @@ def register(sub) -> None:
     p = sub.add_parser("export-recommendations", help="write the top N unseen movies of every user to a CSV",
                        description="Columns user_id,rank,movie_id,score. Ranked exactly as `recommend` ranks "
                                    "(the ranking model), or by predicted rating with --by rating; movies the user "
-                                   "rated in training are excluded. Written atomically.")
+                                   "rated in training are excluded. Written in checkpointed chunks of "
+                                   f"{CHUNK_USERS} users: an interrupted run, rerun with the same model and "
+                                   "settings, continues after the last complete chunk; the file appears "
+                                   "atomically at the end.")
     p.add_argument("-n", type=count, default=10, help="movies per user (default: 10)")
     p.add_argument("--by", choices=("ranking", "rating"), default="ranking",
                    help="ranking (default: as `recommend`) or rating (predicted rating)")
@@ -76,9 +80,10 @@ def run_build_index(args) -> int:
 
 # -- exports ---------------------------------------------------------------------------------
 class _AtomicCsv:
-    """A CSV written to a temporary file next to ``path`` and renamed over it on success."""
+    """A CSV written to a temporary file next to ``path`` and renamed over it on success
+    (``header`` None: no header row)."""
 
-    def __init__(self, path: Path, header: list[str]):
+    def __init__(self, path: Path, header: list[str] | None):
         self.path = Path(path)
         self.header = header
 
@@ -87,7 +92,8 @@ class _AtomicCsv:
         self.tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         self.fh = open(self.tmp, "w", newline="")
         writer = csv.writer(self.fh)
-        writer.writerow(self.header)
+        if self.header is not None:
+            writer.writerow(self.header)
         return writer
 
     def __exit__(self, exc_type, exc, tb):
@@ -137,10 +143,77 @@ def run_export_recommendations(args) -> int:
     from ..recommender import Recommender
 
     rec = Recommender.load(args.home)
+    rec.pin_exact_route("numpy")  # the same scores, bit for bit, in every process that writes a chunk
     users = rec.known_users()
-    with _AtomicCsv(args.out, ["user_id", "rank", "movie_id", "score"]) as writer:
-        for start in tqdm(range(0, len(users), BATCH), desc="recommendations", unit="batch"):
-            ids = users[start:start + BATCH]
-            writer.writerows(_rows(rec.recommend_many(ids, args.n, by=args.by), ids))
+    parts = _Checkpoints(args.out, {"version": rec.version, "n": args.n, "by": args.by, "users": len(users),
+                                    "chunk_users": CHUNK_USERS})
+    header = ["user_id", "rank", "movie_id", "score"]
+    starts = range(0, len(users), CHUNK_USERS)
+    done = parts.resume(len(starts))
+    if done:
+        print(f"resuming {args.out}: {done} of {len(starts)} chunks of {CHUNK_USERS} users already written")
+    with tqdm(total=len(users), initial=min(done * CHUNK_USERS, len(users)), desc="recommendations",
+              unit="user") as bar:
+        for k, start in enumerate(starts):
+            if k < done:
+                continue
+            chunk = users[start:start + CHUNK_USERS]
+            with parts.chunk(k) as writer:
+                for s in range(0, len(chunk), BATCH):
+                    ids = chunk[s:s + BATCH]
+                    writer.writerows(_rows(rec.recommend_many(ids, args.n, by=args.by), ids))
+                    bar.update(len(ids))
+    parts.join(len(starts), header)
     print(f"wrote {args.out}: top {args.n} unseen movies for each of {len(users)} users (by {args.by})")
     return 0
+
+
+class _Checkpoints:
+    """Chunks of a long export, each written atomically into ``.<name>.parts/`` beside ``path``,
+    joined into ``path`` (atomically) at the end; a rerun with the same ``key`` (model version,
+    settings) continues after the last complete chunk, another key starts again."""
+
+    def __init__(self, path: Path, key: dict):
+        self.path = Path(path)
+        self.dir = self.path.with_name(f".{self.path.name}.parts")
+        self.key = key
+
+    def _part(self, k: int) -> Path:
+        return self.dir / f"part-{k:06d}.csv"
+
+    def resume(self, n_chunks: int) -> int:
+        """How many leading chunks are complete (0 after clearing another run's chunks)."""
+        import json
+        import shutil
+
+        meta = self.dir / "key.json"
+        if self.dir.exists():
+            try:
+                same = json.loads(meta.read_text()) == self.key
+            except (OSError, ValueError):
+                same = False
+            if not same:
+                shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not meta.exists():
+            tmp = meta.with_name(f".key.{secrets.token_hex(4)}.tmp")
+            tmp.write_text(json.dumps(self.key))
+            os.replace(tmp, meta)
+        done = 0
+        while done < n_chunks and self._part(done).exists():
+            done += 1
+        return done
+
+    def chunk(self, k: int) -> _AtomicCsv:
+        return _AtomicCsv(self._part(k), None)
+
+    def join(self, n_chunks: int, header: list[str]) -> None:
+        import shutil
+
+        out = _AtomicCsv(self.path, header)
+        with out:  # the header, then each chunk's text as it is
+            out.fh.flush()
+            for k in range(n_chunks):
+                with open(self._part(k), newline="") as part:
+                    shutil.copyfileobj(part, out.fh, 1 << 20)
+        shutil.rmtree(self.dir, ignore_errors=True)
