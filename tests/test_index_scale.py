@@ -89,6 +89,8 @@ def test_mmap_load_gives_the_same_results_and_refuses_to_add(tmp_path, kind):
     plain = MovieIndex.load(version, entry)
     mapped = MovieIndex.load(version, entry, mmap=True)
     assert mapped.mapped and not plain.mapped
+    for ix in (plain, mapped):  # the same exact route for both: "auto" picks one by a timing
+        ix.set_search_options(exact_route="faiss")
     check_hits(mapped.search(q, n=10), plain.search(q, n=10), atol=0)
     check_hits(mapped.search(q[0], n=5, exclude=vectors.ids[:50]), plain.search(q[0], n=5, exclude=vectors.ids[:50]),
                atol=0)
