@@ -205,3 +205,36 @@ def test_the_ranking_grid_scores_a_seeded_sample_of_validation_users():
     a, b = grid_users(many, 0, limit=1000), grid_users(many, 0, limit=1000)
     assert len(a) == 1000 and np.array_equal(a, b) and np.all(np.diff(a) > 0) and np.isin(a, many).all()
     assert not np.array_equal(a, grid_users(many, 1, limit=1000))
+
+
+def _dense_reads(fn, variables):
+    """How many ops in ``fn``'s traced graph (forward and gradient) read one of ``variables``
+    densely (``ReadVariableOp``: after a row-wise update, TensorFlow copies the whole table)."""
+    import tensorflow as tf
+
+    graph = tf.function(fn).get_concrete_function().graph
+    handles = {id(v.value.handle) for v in variables}
+    inner = {internal.name for external, internal in graph.captures if id(external) in handles}
+    return sum(1 for op in graph.get_operations()
+               if op.type == "ReadVariableOp" and op.inputs[0].name in inner)
+
+
+def test_a_training_step_reads_the_id_tables_row_by_row_never_whole():
+    """The tables a step updates row by row are read by rows (``ResourceGather``), so a step does
+    not copy a users- or movies-sized table: its cost is the batch's, not the table's."""
+    import tensorflow as tf
+
+    from text_model.layers import ImplicitPool, RowEmbedding
+
+    emb = RowEmbedding(50, 4, row_l2=1e-3)
+    emb.build((None,))
+    pool = ImplicitPool(5, 50, 8, 4, l2=1e-3, pooling="sampled", samples=2, sparse=True)
+    pool.set_neighbours(np.array([0, 0, 1, 2, 2, 2, 3, 4]), np.array([1, 7, 3, 9, 4, 2, 8, 0]))
+    index = tf.constant([0, 2, 2, 4])
+
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(emb(index, training=True)) + tf.reduce_sum(pool(index, training=True))
+        return tape.gradient(loss, [emb.embeddings.value, pool.embeddings.value])
+
+    assert _dense_reads(step, [emb.embeddings, pool.embeddings, pool.cols, pool.indptr]) == 0
