@@ -134,13 +134,18 @@ def rows_ml1m(root: Path, name: str = "ml-1m") -> list[Row]:
         fields = line.split("::")
         if len(fields) != 3:
             raise DatasetError(f"{path.name} line {lineno}: expected 3 fields separated by '::', got {len(fields)}")
-        try:
-            movie_id = whole(fields[0], "movie id")
-        except ValueError as exc:
-            raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-        title, year = split_title(fields[1])
-        movies.append((movie_id, title, year, genres_of(fields[2].split("|"))))
+        movies.append(_row(path, lineno, fields))
     return movies
+
+
+def _row(path: Path, lineno: int, fields: list[str]) -> Row:
+    """(id, title, year, genres) of a movie line's three fields: ``id``, ``Title (Year)``, ``A|B``."""
+    try:
+        movie_id = whole(fields[0], "movie id")
+    except ValueError as exc:
+        raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
+    title, year = split_title(fields[1])
+    return (movie_id, title, year, genres_of(fields[2].split("|")))
 
 
 def rows_csv(root: Path, name: str) -> list[Row]:
@@ -157,12 +162,7 @@ def rows_csv(root: Path, name: str) -> list[Row]:
                 continue
             if len(fields) != 3:
                 raise DatasetError(f"{path.name} line {lineno}: expected 3 comma-separated fields, got {len(fields)}")
-            try:
-                movie_id = whole(fields[0], "movie id")
-            except ValueError as exc:
-                raise DatasetError(f"{path.name} line {lineno}: {exc}") from None
-            title, year = split_title(fields[1])
-            movies.append((movie_id, title, year, genres_of(fields[2].split("|"))))
+            movies.append(_row(path, lineno, fields))
     return movies
 
 
