@@ -8,17 +8,16 @@ import csv
 import numpy as np
 import pytest
 
-from catalog import Interactions, ModelStore, Vectors
+from catalog import ModelStore, Vectors
 from posterec.cli import main
 from posterec.recommender import Recommender
-from version_helpers import rating_vectors
+from version_helpers import write_planted_version
 
 COMEDY, HORROR = set(range(1, 31)), set(range(31, 61))
 
 
 @pytest.fixture(params=["ease", "ease+rating"])
 def ease_home(request, planted_home, planted_data):
-    from catalog import dataset_checksum
     from text_model.ease import EASE, EaseBlend
 
     ratings, movies, users = planted_data
@@ -29,20 +28,12 @@ def ease_home(request, planted_home, planted_data):
     user_vecs[np.arange(len(user_ids)), np.where(user_ids % 2 == 0, 0, 1)] = 1.0
     movie_vecs = rng.normal(0, 0.15, (len(movie_ids), 8)).astype(np.float32)
     movie_vecs[np.arange(len(movie_ids)), np.where(movie_ids <= 30, 0, np.where(movie_ids <= 60, 1, 2))] += 1.0
-    rows = np.asarray([r[:3] for r in ratings], np.float64)
-    train = Interactions.from_pairs(rows[:, 0], rows[:, 1], rows[:, 2])
-    rv = rating_vectors(Vectors(user_ids, user_vecs), Vectors(movie_ids, movie_vecs))
     # who rated what is random here (the genres are in the ratings): EASE alone has no genre to
     # find, the blend finds it through its rating part
     model = (EASE(lambdas=(50.0,)) if request.param == "ease" else
-             EaseBlend(lambdas=(50.0,), rating_weights=(1.0,))).fit(rv, train)
-    with ModelStore(planted_home).new_version() as w:
-        rv.save(w)
-        model.save(w)
-        w.write_arrays("interactions", **train.to_arrays())
-        w.set_stage("train", {"dataset": "ml-100k"})
-        w.manifest.update(dataset="ml-100k", dataset_checksum=dataset_checksum(planted_home, "ml-100k"),
-                          purpose="use")
+             EaseBlend(lambdas=(50.0,), rating_weights=(1.0,)))
+    write_planted_version(planted_home, Vectors(user_ids, user_vecs), Vectors(movie_ids, movie_vecs),
+                          ratings=[r[:3] for r in ratings], ranking=model.fit)
     return planted_home
 
 

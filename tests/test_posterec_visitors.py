@@ -17,7 +17,7 @@ from conftest import served
 from posterec.cli import main
 from posterec.pipeline import build_index
 from posterec.recommender import Recommender
-from version_helpers import rating_vectors, write_planted_version
+from version_helpers import write_planted_version
 
 COMEDY, HORROR, DRAMA = set(range(1, 31)), set(range(31, 61)), set(range(61, 67))
 COLOURS = {"Comedy": (236, 200, 40), "Horror": (110, 12, 20), "Drama": (120, 120, 130)}
@@ -90,18 +90,9 @@ def blend_home(planted_home, planted_data):
     user_ids = np.array([u for u, *_ in users])
     user_vecs = np.zeros((len(user_ids), 8), np.float32)
     user_vecs[np.arange(len(user_ids)), np.where(user_ids % 2 == 0, 0, 1)] = 1.0
-    rows = np.asarray([r[:3] for r in ratings], np.float64)
-    train = Interactions.from_pairs(rows[:, 0], rows[:, 1], rows[:, 2])
-    rv = rating_vectors(Vectors(user_ids, user_vecs), planted_collab(movie_ids))
-    blend = Blend(ks=(4,), rating_weights=(0.3,)).fit(rv, train)
-    with ModelStore(planted_home).new_version() as w:
-        rv.save(w)
-        blend.save(w)
-        w.write_arrays("interactions", **train.to_arrays())
-        w.set_stage("train", {"dataset": "ml-100k"})
-        from catalog import dataset_checksum
-        w.manifest.update(dataset="ml-100k", dataset_checksum=dataset_checksum(planted_home, "ml-100k"),
-                          purpose="use")
+    write_planted_version(planted_home, Vectors(user_ids, user_vecs), planted_collab(movie_ids),
+                          ratings=[r[:3] for r in ratings],
+                          ranking=Blend(ks=(4,), rating_weights=(0.3,)).fit)
     return planted_home
 
 

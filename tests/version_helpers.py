@@ -24,15 +24,18 @@ def rating_vectors(users: Vectors, movies: Vectors, rating_range=(1.0, 5.0)) -> 
 
 
 def write_planted_version(home, users: Vectors | None = None, movies: Vectors | None = None,
-                          visual: Vectors | None = None, ratings=None, dataset: str = "ml-100k"):
-    """A new CURRENT version holding what is given; ``ratings``: (user, movie, rating) rows."""
+                          visual: Vectors | None = None, ratings=None, dataset: str = "ml-100k", ranking=None):
+    """A new CURRENT version holding what is given; ``ratings``: (user, movie, rating) rows.
+    ``ranking(rating_vectors, training_interactions)`` -> a fitted ranking model to save
+    (default: the predicted rating alone)."""
     with ModelStore(home).new_version() as w:
         if users is not None and movies is not None:
             rv = rating_vectors(users, movies)
             rv.save(w)
-            RatingOnly(rv).save(w)
             rows = np.asarray(ratings, dtype=np.float64) if ratings is not None else np.zeros((0, 3))
-            w.write_arrays("interactions", **Interactions.from_pairs(rows[:, 0], rows[:, 1], rows[:, 2]).to_arrays())
+            train = Interactions.from_pairs(rows[:, 0], rows[:, 1], rows[:, 2])
+            (ranking(rv, train) if ranking is not None else RatingOnly(rv)).save(w)
+            w.write_arrays("interactions", **train.to_arrays())
             w.set_stage("train", {"dataset": dataset})
         if visual is not None:
             w.write_arrays("visual", movie_ids=visual.ids, values=visual.values)
