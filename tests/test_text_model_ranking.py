@@ -128,3 +128,12 @@ def test_pairs_outside_the_id_universe_are_refused(board):
     with pytest.raises(UnknownUserError):
         PureSVD(k=2).fit(train, user_ids=np.array([1, 2]), movie_ids=np.arange(1, N_MOVIES + 1))
     assert len(Interactions.from_pairs([1], [1])) == 1
+
+
+def test_every_ranking_model_train_can_fit_loads_back():
+    from text_model.config import RANKING_MODELS
+    from text_model.ease import EASE, EaseBlend
+    from text_model.ranking import LOADERS
+
+    assert set(RANKING_MODELS) <= set(LOADERS), set(RANKING_MODELS) - set(LOADERS)
+    assert {EASE.name, EaseBlend.name} <= set(LOADERS)

@@ -328,28 +328,40 @@ def read_saved(version) -> tuple[str, dict, dict]:
     return str(name), params, arrays
 
 
-MODELS = {RatingOnly.name: RatingOnly, PureSVD.name: PureSVD, Blend.name: Blend, "ease": None, "ease+rating": None}
+def _ease(version, rating):
+    from .ease import EASE
+
+    return EASE.load(version)
+
+
+def _ease_blend(version, rating):
+    from .ease import EaseBlend
+
+    return EaseBlend.load(version, rating)
+
+
+# every ranking model a version can name, and how it loads: (version, rating vectors) -> model.
+# `config.RANKING_MODELS` (what `train` fits) must be a subset (tests/test_text_model_ranking.py)
+LOADERS = {
+    RatingOnly.name: lambda version, rating: RatingOnly(rating),
+    PureSVD.name: lambda version, rating: PureSVD.load(version),
+    Blend.name: Blend.load,
+    "ease": _ease,
+    "ease+rating": _ease_blend,
+}
 
 
 def load_ranking(version, rating: RatingVectors):
-    """The ranking model of a version: `RatingOnly`, `PureSVD` or `Blend`, by its saved name.
+    """The ranking model of a version, by its saved name (`LOADERS`).
 
     A version whose manifest lists no ranking artifact ranks by the predicted rating alone.
     """
     if not version.has(ARTIFACT):
         return RatingOnly(rating)
     name = str(from_json_array(version.arrays(ARTIFACT, ("name",))["name"]))
-    if name == RatingOnly.name:
-        return RatingOnly(rating)
-    if name == PureSVD.name:
-        return PureSVD.load(version)
-    if name == Blend.name:
-        return Blend.load(version, rating)
-    if name in ("ease", "ease+rating"):  # text_model.ease (h-ranking)
-        from .ease import EASE, EaseBlend
-
-        return EASE.load(version) if name == EASE.name else EaseBlend.load(version, rating)
-    raise version.invalid(SCHEMA[ARTIFACT], f"unknown ranking model {name!r}; known: {', '.join(MODELS)}")
+    if name not in LOADERS:
+        raise version.invalid(SCHEMA[ARTIFACT], f"unknown ranking model {name!r}; known: {', '.join(LOADERS)}")
+    return LOADERS[name](version, rating)
 
 
 def ranking_for(config, seed: int = 0, n_users: int | None = None, n_movies: int | None = None):
