@@ -37,6 +37,16 @@ def png(fig) -> bytes:
     return buf.getvalue()
 
 
+
+def _frame(ax, title: str, xlabel: str | None = None, ylabel: str | None = None, grid: str = "both") -> None:
+    """Every chart's labels, title and light grid (on ``grid``: "x", "y" or "both")."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.grid(axis=grid, alpha=0.3)
+
 def _finite(v) -> bool:
     return v is not None and isinstance(v, (int, float, np.floating)) and math.isfinite(float(v))
 
@@ -64,9 +74,7 @@ def model_bars(models: list[str], series: dict[str, list[float | None]], xlabel:
     ax.set_yticks(y, names)
     ax.invert_yaxis()
     ax.set_xlim(0, top * 1.18 if top > 0 else 1)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(axis="x", alpha=0.3)
+    _frame(ax, title, xlabel=xlabel, grid="x")
     if n_series > 1:
         fig.legend(loc="outside lower center", ncols=n_series, fontsize=8, frameon=False)
     return png(fig)
@@ -89,10 +97,7 @@ def group_lines(groups: list[str], series: dict[str, list[float]], xlabel: str, 
     ax.set_xticks(x, ticks)
     ax.set_xlim(-0.4, len(groups) - 0.6)
     ax.margins(y=0.12)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
+    _frame(ax, title, xlabel=xlabel, ylabel=ylabel)
     fig.legend(loc="outside lower center", ncols=min(len(series), 3), fontsize=8, frameon=False)
     return png(fig)
 
@@ -117,10 +122,7 @@ def group_bars(groups: list[str], series: dict[str, list[float]], xlabel: str, y
     ticks = groups if sizes is None else [f"{g}\n({n_:,} {size_unit})" for g, n_ in zip(groups, sizes)]
     ax.set_xticks(x, ticks)
     ax.set_ylim(0, top * 1.12 if top > 0 else 1)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(axis="y", alpha=0.3)
+    _frame(ax, title, xlabel=xlabel, ylabel=ylabel, grid="y")
     fig.legend(loc="outside lower center", ncols=min(n, 3), fontsize=8, frameon=False)
     return png(fig)
 
@@ -140,10 +142,7 @@ def curves(series: dict[str, list[float]], ylabel: str, title: str) -> bytes:
     else:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlim(0.5, longest + 0.5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(alpha=0.3)
+    _frame(ax, title, xlabel="epoch", ylabel=ylabel)
     ax.legend(fontsize=8, loc="best")
     return png(fig)
 
@@ -161,10 +160,7 @@ def histogram_bars(values, counts, xlabel: str, ylabel: str, title: str) -> byte
     ax.bar(values, counts, width=step * 0.7, color=COLOURS[1])
     ax.set_xticks(values, [f"{v:g}" for v in values])
     ax.yaxis.set_major_formatter(_thousands())
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(axis="y", alpha=0.3)
+    _frame(ax, title, xlabel=xlabel, ylabel=ylabel, grid="y")
     return png(fig)
 
 
@@ -174,10 +170,7 @@ def histogram(values, xlabel: str, ylabel: str, title: str, log: bool = False) -
     if log:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(_thousands())
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=11)
-    ax.grid(axis="y", alpha=0.3)
+    _frame(ax, title, xlabel=xlabel, ylabel=ylabel, grid="y")
     return png(fig)
 
 
