@@ -24,8 +24,9 @@ def register(sub) -> None:
                         f"(default: {DEFAULT_VISUAL_WEIGHT}; with --add: the current index's weight)")
     p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"], default="auto",
                    help="auto (default) = exact flat below 100,000 movies, approximate IVF above (index.auto_kind); "
-                        "flat = exact cosine; hnsw/ivf = approximate; ivfpq = approximate and compressed "
-                        "(bytes per vector printed), for catalogues whose vectors do not fit in memory")
+                        "flat = exact cosine; hnsw/ivf = approximate; ivfpq = compressed codes searched in memory, "
+                        "their best 8 x n candidates re-ranked exactly from the full vectors the file also keeps "
+                        "(bytes per vector printed; a server maps the file, so those stay in the page cache)")
     p.add_argument("--add", action="store_true",
                    help="only add movies not yet in the current index (no full rebuild)")
     p.add_argument("--no-cold-start", action="store_true",
