@@ -1,7 +1,9 @@
 """A large catalogue in the index: flat, HNSW, IVF and IVF-PQ at 1M and 5M poster-sized vectors.
 
     nice -n 10 python benchmarks/index_scale.py --sizes 1000000 --kinds flat,ivf,ivfpq
-    nice -n 10 python benchmarks/index_scale.py --sizes 5000000 --kinds flat,hnsw,ivf,ivfpq --queries 100
+    nice -n 15 python benchmarks/index_scale.py --sizes 1000000 --kinds hnsw --hnsw-m 16 --hnsw-ef-construction 40 \
+        --max-build-s 1200 --truth-dir /tmp/index-truth
+    nice -n 15 python benchmarks/index_scale.py --sizes 5000000 --kinds flat,hnsw,ivf,ivfpq,ivfpq-mmap
 
 Vectors: synthetic, of the real poster dimension (1280: MobileNetV2 alpha 0.35, average-pooled,
 `posterec embed`'s default), shaped like 600 real ml-1m poster embeddings measured for this
@@ -13,12 +15,19 @@ from a seed per chunk, so no process ever holds the whole float matrix unless th
 Each case runs in a fresh subprocess (build, then measure), so its peak RSS is its own:
   truth   exact top-10 of the queries by a chunked scan of the stream (numpy), saved for the others;
   flat    `MovieIndex` kind flat (IndexFlatIP): routed exact search;
-  hnsw    kind hnsw (IndexHNSWFlat, M 32, efConstruction 64), ef_search swept;
+  hnsw    kind hnsw (IndexHNSWFlat; M and efConstruction from --hnsw-m / --hnsw-ef-construction,
+          else IndexConfig's 32 / 64), ef_search swept;
   ivf     kind ivf (IndexIVFFlat, default nlist), nprobe swept;
-  ivfpq   kind ivfpq (IndexIVFPQ, default nlist / pq_m / pq_nbits), nprobe swept.
+  ivfpq   kind ivfpq (IndexRefineFlat over IndexIVFPQ, default nlist / pq_m / pq_nbits / refine),
+          written, read back memory-mapped as `serve` does, then nprobe and refine swept;
+  ivfpq-mmap  the same search for catalogues whose full vectors do not fit in memory even to build:
+          codes-only IVF-PQ in memory, the full vectors written to a float file (under the temporary
+          directory) while adding, candidates re-scored from that file memory-mapped (numpy).
 Indexes are built with the production `IndexConfig.resolved` defaults and searched through
-`MovieIndex.search`. A kind whose stored vectors alone would exceed ``--max-gb`` (7) is not run
-and is reported as "does not fit: N GB needed" from its computed size. Per case: build seconds,
+`MovieIndex.search`. A kind whose build would hold more than ``--max-gb`` (7) of vectors in
+memory is not run and is reported as "does not fit" with that size; when nothing fits the exact
+truth is not computed either. ``--max-build-s`` stops a build after the chunk that passes it and
+reports the measured add rate and a (lower-bound) extrapolation instead. Per case: build seconds,
 bytes per vector and index bytes (the serialised file), recall@10 against exact, single-query
 QPS (median of ``--singles`` queries one by one) and batch QPS (all queries in one call), peak
 RSS. Prints the machine and appends one JSON line to benchmarks/results/index_scale.jsonl.

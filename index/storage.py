@@ -13,7 +13,7 @@ and years for filters are not stored: the caller passes them (they derive from t
 ``load_index(..., mmap=True)`` maps the verified file instead of copying it into memory
 (``faiss.read_index(path, IO_FLAG_MMAP_IFC | IO_FLAG_READ_ONLY)``). With faiss-cpu 1.15 that
 maps the stored vectors of every kind: flat and HNSW storage, IVF and IVF-PQ inverted lists,
-and the ids (measured: a 50k x 1280 index read mapped kept 0.6 MB of anonymous memory beyond
+IVF-PQ's full vectors for refine (tests/test_index_scale.py checks it), and the ids (measured: a 50k x 1280 index read mapped kept 0.6 MB of anonymous memory beyond
 the interpreter's, 250 MB read normally), so several processes serving one version share one
 copy in the page cache. A mapped index is read-only: FAISS aborts the process on an add, so
 `MovieIndex.add` refuses. If mapping fails the file is read normally and the reason is logged.

@@ -259,6 +259,8 @@ def test_add_to_an_approximate_index(planted_home, capsys, kind):
     collab, visual, _ = planted_blocks()
     make_version(planted_home, collab.subset(np.arange(1, 51)), visual.subset(np.arange(1, 51)))
     assert run(planted_home, "build-index", "--kind", kind) == 0
+    if kind == "ivfpq":  # the full vectors refine reads are reported, not just the codes
+        assert "of them scanned per search" in capsys.readouterr().out
     make_version(planted_home, collab, visual)
     capsys.readouterr()
     assert run(planted_home, "build-index", "--add") == 0, capsys.readouterr().err

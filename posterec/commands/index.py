@@ -74,8 +74,12 @@ def run_build_index(args) -> int:
     if result["cold_start"].get("estimated"):
         print(f"cold start: estimated vectors for {result['cold_start']['estimated']} poster-only movies")
     action = f"added {result['added']} movies to" if args.add else "built"
-    print(f"{action} a {index['kind']} index of {index['count']} x {index['dim']} "
-          f"({index.get('bytes_per_vector', '?')} bytes per vector) -> version {result['version']} (CURRENT)")
+    per = f"{index.get('bytes_per_vector', '?')} bytes per vector"
+    scanned = index.get("searched_bytes_per_vector")
+    if scanned is not None and scanned != index.get("bytes_per_vector"):
+        per += f", {scanned} of them scanned per search, the rest read for the re-ranked candidates only"
+    print(f"{action} a {index['kind']} index of {index['count']} x {index['dim']} ({per}) "
+          f"-> version {result['version']} (CURRENT)")
     return 0
 
 
