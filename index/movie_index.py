@@ -39,17 +39,20 @@ from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_va
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 AUTO = "auto"  # MovieIndex.build(kind="auto") / build-index --kind auto: `auto_kind` decides
-# auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on. PROVISIONAL, only
-# partly measured (benchmarks/index_scale.py, 2 shared cores, docs/notes/h-index-scale.md): at
-# 100k x 1280 flat answered one query in 36 ms (batch 154 q/s, load 3.7); IVF (256 lists) reached
-# recall@10 0.944 at nprobe 32 (7.3 ms) and 0.990 at nprobe 64 (14 ms: 2.6x faster than flat for
-# one query, 3x slower for batches). At 30k x 1280 IVF-PQ reached only 0.84 (nprobe 128), so it
-# is never picked automatically. 100k keeps ml-1m (3,883 movies) and ml-25m (62,423) exact as
-# today; the 1M / 5M run that should fix the value did not fit the session.
+# auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on: the fastest kind
+# with recall@10 >= 0.95 (benchmarks/index_scale.py, synthetic clustered 1280-d, 2 shared cores).
+# At 1M x 1280, one run at load 6-7 (nice 15): IVF-PQ with refine 8 recall@10 0.991 at nprobe 8
+# (6.4 ms per query, 151 q/s batch) and 0.993 at nprobe 32 (14.8 ms); IVF 0.997 at nprobe 8
+# (11.7 ms, 102 q/s) and 1.000 at nprobe 32 (33.7 ms); IVF-PQ built in 1,046 s against IVF's 180 s
+# (its PQ training: 742 s). HNSW (M 16, efConstruction 40) did not finish building in 20 minutes
+# (600k vectors, ~440/s late). Flat answered one query in 215 ms at 1M (earlier run). At 100k x 1280
+# flat took 36 ms and IVF (256 lists) 0.944 at nprobe 32; IVF-PQ at 100k was not measured, so the
+# threshold stays at 100k: ml-1m (3,883 movies) and ml-25m (62,423) stay exact.
 AUTO_EXACT_MAX = 100_000
-AUTO_APPROXIMATE = "ivf"
-# IVF-PQ re-ranks REFINE * n code candidates exactly by default (IndexConfig.refine). PROVISIONAL:
-# see benchmarks/README.md "Index at scale" for the k_factor sweep at 1M x 1280.
+AUTO_APPROXIMATE = "ivfpq"
+# IVF-PQ re-ranks REFINE * n code candidates exactly by default (IndexConfig.refine). At 1M x 1280,
+# nprobe 16: recall@10 0.639 at refine 1 (the codes' own ranking), 0.844 at 2, 0.956 at 4, 0.992 at
+# 8, 0.998 at 16 and 32, for 4.7-8.9 ms per query (benchmarks/README.md "Index at scale").
 REFINE = 8
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
 SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
