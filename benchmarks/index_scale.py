@@ -1,7 +1,9 @@
 """A large catalogue in the index: flat, HNSW, IVF and IVF-PQ at 1M and 5M poster-sized vectors.
 
     nice -n 10 python benchmarks/index_scale.py --sizes 1000000 --kinds flat,ivf,ivfpq
-    nice -n 10 python benchmarks/index_scale.py --sizes 5000000 --kinds flat,hnsw,ivf,ivfpq --queries 100
+    nice -n 15 python benchmarks/index_scale.py --sizes 1000000 --kinds hnsw --hnsw-m 16 --hnsw-ef-construction 40 \
+        --max-build-s 1200 --truth-dir /tmp/index-truth
+    nice -n 15 python benchmarks/index_scale.py --sizes 5000000 --kinds flat,hnsw,ivf,ivfpq,ivfpq-mmap
 
 Vectors: synthetic, of the real poster dimension (1280: MobileNetV2 alpha 0.35, average-pooled,
 `posterec embed`'s default), shaped like 600 real ml-1m poster embeddings measured for this
@@ -13,12 +15,19 @@ from a seed per chunk, so no process ever holds the whole float matrix unless th
 Each case runs in a fresh subprocess (build, then measure), so its peak RSS is its own:
   truth   exact top-10 of the queries by a chunked scan of the stream (numpy), saved for the others;
   flat    `MovieIndex` kind flat (IndexFlatIP): routed exact search;
-  hnsw    kind hnsw (IndexHNSWFlat, M 32, efConstruction 64), ef_search swept;
+  hnsw    kind hnsw (IndexHNSWFlat; M and efConstruction from --hnsw-m / --hnsw-ef-construction,
+          else IndexConfig's 32 / 64), ef_search swept;
   ivf     kind ivf (IndexIVFFlat, default nlist), nprobe swept;
-  ivfpq   kind ivfpq (IndexIVFPQ, default nlist / pq_m / pq_nbits), nprobe swept.
+  ivfpq   kind ivfpq (IndexRefineFlat over IndexIVFPQ, default nlist / pq_m / pq_nbits / refine),
+          written, read back memory-mapped as `serve` does, then nprobe and refine swept;
+  ivfpq-mmap  the same search for catalogues whose full vectors do not fit in memory even to build:
+          codes-only IVF-PQ in memory, the full vectors written to a float file (under the temporary
+          directory) while adding, candidates re-scored from that file memory-mapped (numpy).
 Indexes are built with the production `IndexConfig.resolved` defaults and searched through
-`MovieIndex.search`. A kind whose stored vectors alone would exceed ``--max-gb`` (7) is not run
-and is reported as "does not fit: N GB needed" from its computed size. Per case: build seconds,
+`MovieIndex.search`. A kind whose build would hold more than ``--max-gb`` (7) of vectors in
+memory is not run and is reported as "does not fit" with that size; when nothing fits the exact
+truth is not computed either. ``--max-build-s`` stops a build after the chunk that passes it and
+reports the measured add rate and a (lower-bound) extrapolation instead. Per case: build seconds,
 bytes per vector and index bytes (the serialised file), recall@10 against exact, single-query
 QPS (median of ``--singles`` queries one by one) and batch QPS (all queries in one call), peak
 RSS. Prints the machine and appends one JSON line to benchmarks/results/index_scale.jsonl.
@@ -45,8 +54,11 @@ DIM = 1280
 CHUNK = 50_000
 CENTERS = 1000
 N_TOP = 10
-SWEEPS = {"hnsw": ("ef_search", (64, 128, 256)), "ivf": ("nprobe", (8, 16, 32, 64)),
-          "ivfpq": ("nprobe", (8, 16, 32, 64, 128))}
+_REFINED = ([{"nprobe": p, "refine": 8} for p in (8, 16, 32)]
+            + [{"nprobe": 16, "refine": r} for r in (1, 2, 4, 16, 32)])
+SWEEPS = {"hnsw": [{"ef_search": e} for e in (32, 64, 128, 256)], "ivf": [{"nprobe": p} for p in (8, 16, 32, 64)],
+          "ivfpq": _REFINED, "ivfpq-mmap": _REFINED}
+MAPPED = ("ivfpq", "ivfpq-mmap")  # searched as servers do: loaded memory-mapped
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -114,56 +126,132 @@ def case_truth(n: int, nq: int, out: Path) -> dict:
     return {"case": "truth", "n": n, "queries": nq, "seconds": time.perf_counter() - t, "peak_rss_gb": rss_gb()[1]}
 
 
-def case_kind(kind: str, n: int, nq: int, truth: Path, singles: int, tmp: Path) -> dict:
+def case_kind(kind: str, n: int, nq: int, truth: Path, singles: int, tmp: Path, opts: dict) -> dict:
+    """Build ``kind`` over the stream and measure it. ``opts``: ``config`` (IndexConfig fields over
+    the defaults) and ``max_build_s``: past it the build stops after the current chunk and the row
+    reports the measured add rate and its extrapolation instead of recall."""
     import faiss
 
-    from catalog import Vectors
     from index import IndexConfig, MovieIndex
     from index.movie_index import _new_inner, train_inner
 
-    config = IndexConfig(kind=kind).resolved(n, DIM)
+    mmap_file = kind == "ivfpq-mmap"  # IVF-PQ codes in memory, full vectors in a float file refined from
+    config = IndexConfig(kind="ivfpq" if mmap_file else kind, **opts.get("config", {}),
+                         **({"refine": 0} if mmap_file else {})).resolved(n, DIM)
+    budget = opts.get("max_build_s")
+    floats = np.lib.format.open_memmap(tmp / "vectors.npy", "w+", np.float32, (n, DIM)) if mmap_file else None
     t = time.perf_counter()
     inner = _new_inner(config, DIM, n)
-    if kind in ("ivf", "ivfpq"):
+    if config.kind in ("ivf", "ivfpq"):
         need = max(config.nlist, 2 ** (config.pq_nbits or 0)) * 40  # as MovieIndex.build samples
         train = np.concatenate([c for _, c in zip(range((need + CHUNK - 1) // CHUNK), (v for _, v in chunks(n)))])
         train_inner(inner, train[:need])
         del train
     train_s = time.perf_counter() - t
     index = faiss.IndexIDMap2(inner)
+    marks = []  # (vectors added, seconds since the start of the adds)
+    t_add = time.perf_counter()
     for start, values in chunks(n):
         index.add_with_ids(values, np.arange(start, start + len(values), dtype=np.int64))
+        if floats is not None:
+            floats[start:start + len(values)] = values
+        marks.append((start + len(values), time.perf_counter() - t_add))
+        print(json.dumps({"progress": kind, "added": marks[-1][0], "add_s": round(marks[-1][1], 1)}),
+              file=sys.stderr, flush=True)
+        if budget and time.perf_counter() - t > budget and marks[-1][0] < n:
+            return stopped_row(kind, n, config, train_s, marks, budget)
     build_s = time.perf_counter() - t
     movie_index = MovieIndex(index, config, np.arange(n, dtype=np.int64))
     rss_built, _ = rss_gb()
+    per_vector = movie_index.bytes_per_vector + (4 * DIM if mmap_file else 0)
+    searched = movie_index.searched_bytes_per_vector
     path = tmp / f"{kind}.faiss"
     faiss.write_index(index, str(path))
-    file_bytes = path.stat().st_size
-    path.unlink()
+    file_bytes = path.stat().st_size + (floats.nbytes if mmap_file else 0)
+    row = {"case": kind, "n": n, "dim": DIM, "config": {k: v for k, v in vars(config).items()},
+           "train_s": train_s, "build_s": build_s, "bytes_per_vector": per_vector,
+           "searched_bytes_per_vector": searched, "index_bytes": file_bytes, "rss_after_build_gb": rss_built,
+           "sweep": []}
+    if kind in MAPPED:  # as `serve` loads it: mapped read-only, the full vectors left in the page cache
+        del movie_index, index, inner  # all of the built index's memory, before the mapped read
+        raw = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+        index = faiss.downcast_index(raw)
+        raw.this.disown()
+        index.this.own(True)
+        movie_index = MovieIndex(index, config, np.arange(n, dtype=np.int64), mapped=True)
+        row["rss_anon_mapped_gb"] = rss_parts()["RssAnon"]
+    if floats is not None:
+        floats.flush()
+        del floats
+        floats = np.load(tmp / "vectors.npy", mmap_mode="r")
     q = queries(nq)
     want = np.load(truth)
-    row = {"case": kind, "n": n, "dim": DIM, "config": {k: v for k, v in vars(config).items()},
-           "train_s": train_s, "build_s": build_s, "bytes_per_vector": movie_index.bytes_per_vector,
-           "index_bytes": file_bytes, "rss_after_build_gb": rss_built, "sweep": []}
-    knob, values = SWEEPS.get(kind, (None, (None,)))
-    for value in values:
-        if knob:
-            movie_index.set_search_options(**{knob: value})
+    for setting in SWEEPS.get(kind, [{}]):
+        search = searcher(movie_index, floats, setting)
         t = time.perf_counter()
-        got = movie_index.search(q, N_TOP)
+        got = search(q)
         batch_s = time.perf_counter() - t
-        recall = float(np.mean([len(set(h.movie_ids.tolist()) & set(w.tolist())) / N_TOP for h, w in zip(got, want)]))
+        recall = float(np.mean([len(set(g.tolist()) & set(w.tolist())) / N_TOP for g, w in zip(got, want)]))
         single = []
         for i in range(min(singles, nq)):
             t = time.perf_counter()
-            movie_index.search(q[i], N_TOP)
+            search(q[i:i + 1])
             single.append(time.perf_counter() - t)
-        row["sweep"].append({knob or "exact": value, "recall@10": recall, "batch_qps": nq / batch_s,
+        row["sweep"].append({**(setting or {"exact": None}), "recall@10": recall, "batch_qps": nq / batch_s,
                              "single_ms": float(np.median(single)) * 1e3,
                              "single_qps": 1.0 / float(np.median(single))})
         print(json.dumps({"progress": kind, **row["sweep"][-1]}), file=sys.stderr, flush=True)
     row["peak_rss_gb"] = rss_gb()[1]
+    row["rss_end"] = {k: round(v, 3) for k, v in rss_parts().items()}
+    for f in (path, tmp / "vectors.npy"):
+        f.unlink(missing_ok=True)
     return row
+
+
+def searcher(movie_index, floats, setting: dict):
+    """``search(q) -> (q, 10) ids`` for one sweep setting. With ``floats`` (ivfpq-mmap) the codes-only
+    index gives ``refine * 10`` candidates and numpy re-scores them from the memory-mapped float file,
+    which is what `MovieIndex`'s IndexRefineFlat does from a mapped index file."""
+    if floats is None:
+        movie_index.set_search_options(**setting)
+
+        def search(q):
+            return [h.movie_ids for h in movie_index.search(q, N_TOP)]
+        return search
+    movie_index.set_search_options(nprobe=setting["nprobe"])
+    k = N_TOP * setting["refine"]
+
+    def search(q):
+        out = []
+        for query, hits in zip(q, movie_index.search(q, k)):
+            rows = np.sort(hits.movie_ids)  # ids are rows here; sorted reads of the file
+            scores = floats[rows] @ query
+            out.append(rows[np.argsort(-scores, kind="stable")[:N_TOP]])
+        return out
+    return search
+
+
+def rss_parts() -> dict:
+    """RssAnon (private) and RssFile (mapped file pages) of this process, GB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key = line.split(":")[0]
+        if key in ("RssAnon", "RssFile"):
+            out[key] = int(line.split()[1]) / 1e6
+    return out
+
+
+def stopped_row(kind: str, n: int, config, train_s: float, marks: list, budget: float) -> dict:
+    """A build stopped at its time budget: the measured add rate over the last half of what was
+    added (HNSW inserts slow down as the graph grows) and the extrapolation to ``n``, labelled."""
+    done, secs = marks[-1]
+    half = next(m for m in marks if m[0] >= done / 2)
+    rate = (done - half[0]) / max(secs - half[1], 1e-9) if done > half[0] else done / secs
+    return {"case": kind, "n": n, "dim": DIM, "config": dict(vars(config)), "stopped": True,
+            "budget_s": budget, "train_s": train_s, "added": done, "add_s": secs, "marks": marks,
+            "late_rate_per_s": rate,
+            "extrapolated_build_s": train_s + secs + (n - done) / rate,  # a lower bound: the rate keeps falling
+            "peak_rss_gb": rss_gb()[1]}
 
 
 # -- the driver -------------------------------------------------------------------------------------
@@ -171,33 +259,45 @@ def stored_gb(kind: str, n: int) -> float:
     """What a kind's stored vectors alone need (GB): the reason for "does not fit"."""
     from index import IndexConfig
 
-    if kind == "ivfpq":
-        c = IndexConfig(kind=kind).resolved(n, DIM)
-        per = c.pq_m * c.pq_nbits / 8 + 16
+    if kind in ("ivfpq", "ivfpq-mmap"):
+        c = IndexConfig(kind="ivfpq").resolved(n, DIM)
+        per = c.pq_m * c.pq_nbits / 8 + 16  # the codes; IndexRefineFlat also holds the full vectors to build:
+        per += 4 * DIM if kind == "ivfpq" and c.refine else 0  # ivfpq-mmap writes those to a file instead
     else:
         per = 4 * DIM + 8 + (8 if kind == "ivf" else 0) + (4 * 2 * 32 if kind == "hnsw" else 0)
     return n * per / 1e9
 
 
+def total_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+
+
 def run_case(argv: list[str]) -> dict:
+    """One case in a fresh process; its progress lines go straight to this stderr."""
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
-    out = subprocess.run([sys.executable, __file__, "--case", *argv], capture_output=True, text=True, env=env)
-    sys.stderr.write(out.stderr[-3000:])
+    out = subprocess.run([sys.executable, __file__, "--case", *argv], stdout=subprocess.PIPE, text=True, env=env)
     if out.returncode != 0:
-        return {"case": argv[0], "error": f"exit {out.returncode}: {out.stderr.strip().splitlines()[-1:] or ''}"}
+        return {"case": argv[0], "error": f"exit {out.returncode} (its traceback is above)"}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def print_row(r: dict) -> None:
+    if r.get("stopped"):
+        print(f"  {r['case']:6} n={r['n']:,}: STOPPED at the {r['budget_s']:.0f} s budget after {r['added']:,} vectors "
+              f"({r['add_s']:.0f} s of adds, late rate {r['late_rate_per_s']:.0f} vectors/s); EXTRAPOLATED build "
+              f">= {r['extrapolated_build_s']:.0f} s; peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
+        return
     if "sweep" not in r:
         print(f"  {r['case']:6} n={r.get('n')}: {r.get('skipped') or r.get('error') or r}", flush=True)
         return
     head = (f"  {r['case']:6} n={r['n']:,}: build {r['build_s']:.0f} s (train {r['train_s']:.0f} s), "
-            f"{r['bytes_per_vector']} B/vector, index {r['index_bytes'] / 1e9:.2f} GB, peak RSS {r['peak_rss_gb']:.2f} GB")
+            f"{r['bytes_per_vector']} B/vector ({r['searched_bytes_per_vector']} scanned), index "
+            f"{r['index_bytes'] / 1e9:.2f} GB, peak RSS {r['peak_rss_gb']:.2f} GB, at the end {r['rss_end']}"
+            + (f", private after the mapped load {r['rss_anon_mapped_gb']:.2f} GB" if "rss_anon_mapped_gb" in r else ""))
     print(head, flush=True)
     for s in r["sweep"]:
-        knob = next(iter(s))
-        print(f"      {knob}={s[knob]}: recall@10 {s['recall@10']:.3f}, single {s['single_ms']:.2f} ms "
+        setting = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("recall@10", "batch_qps", "single_ms", "single_qps"))
+        print(f"      {setting}: recall@10 {s['recall@10']:.3f}, single {s['single_ms']:.2f} ms "
               f"({s['single_qps']:.0f} q/s), batch {s['batch_qps']:.0f} q/s", flush=True)
 
 
@@ -208,6 +308,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="queries for recall and batch QPS (default 200)")
     parser.add_argument("--singles", type=int, default=30, help="single queries timed one by one (default 30)")
     parser.add_argument("--max-gb", type=float, default=7.0, help="skip kinds whose stored vectors need more (GB)")
+    parser.add_argument("--hnsw-m", type=int, help="HNSW links per node (default: IndexConfig's)")
+    parser.add_argument("--hnsw-ef-construction", type=int, help="HNSW efConstruction (default: IndexConfig's)")
+    parser.add_argument("--max-build-s", type=float, help="stop a build past this many seconds and report its "
+                        "measured add rate and the extrapolated build time instead")
+    parser.add_argument("--truth-dir", type=Path, help="keep the exact top-10 here and reuse it on the next run")
     parser.add_argument("--case", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
@@ -215,7 +320,7 @@ def main() -> None:
         if name == "truth":
             row = case_truth(int(n), int(nq), Path(rest[0]))
         else:
-            row = case_kind(name, int(n), int(nq), Path(rest[0]), int(rest[1]), Path(rest[2]))
+            row = case_kind(name, int(n), int(nq), Path(rest[0]), int(rest[1]), Path(rest[2]), json.loads(rest[3]))
         print(json.dumps(row))
         return
     import faiss
@@ -225,20 +330,30 @@ def main() -> None:
     info = {**machine(), "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(),
             "command": " ".join(["python", "benchmarks/index_scale.py", *sys.argv[1:]])}
     print(json.dumps(info), flush=True)
+    hnsw = {k: v for k, v in (("m", args.hnsw_m), ("ef_construction", args.hnsw_ef_construction)) if v}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(s) for s in args.sizes.split(",")]:
-            truth = Path(tmp) / f"truth-{n}.npy"
-            row = run_case(["truth", str(n), str(args.queries), str(truth)])
-            print(f"n={n:,}: exact truth for {args.queries} queries in {row.get('seconds', 0):.0f} s "
-                  f"(peak RSS {row.get('peak_rss_gb', 0):.2f} GB)", flush=True)
-            rows.append({**row, "loadavg_1m": os.getloadavg()[0]})
+            truth = (args.truth_dir or Path(tmp)) / f"truth-{n}-{args.queries}.npy"
+            if all(stored_gb(kind, n) > args.max_gb for kind in args.kinds.split(",")):
+                pass  # nothing will be measured: no exact truth needed
+            elif truth.exists():
+                print(f"n={n:,}: exact truth for {args.queries} queries reused from {truth}", flush=True)
+            else:
+                truth.parent.mkdir(parents=True, exist_ok=True)
+                row = run_case(["truth", str(n), str(args.queries), str(truth)])
+                print(f"n={n:,}: exact truth for {args.queries} queries in {row.get('seconds', 0):.0f} s "
+                      f"(peak RSS {row.get('peak_rss_gb', 0):.2f} GB)", flush=True)
+                rows.append({**row, "loadavg_1m": os.getloadavg()[0]})
             for kind in args.kinds.split(","):
                 need = stored_gb(kind, n)
+                opts = {"config": hnsw if kind == "hnsw" else {}, "max_build_s": args.max_build_s}
                 if need > args.max_gb:
-                    r = {"case": kind, "n": n, "skipped": f"does not fit: {need:.1f} GB needed (limit {args.max_gb} GB)"}
+                    r = {"case": kind, "n": n, "skipped": f"does not fit: its build holds {need:.1f} GB of vectors in "
+                         f"memory (limit --max-gb {args.max_gb} GB; this machine has {total_gb():.0f} GB in all)"
+                         + ("; ivfpq-mmap keeps only the codes in memory" if kind != "ivfpq-mmap" else "")}
                 else:
-                    r = run_case([kind, str(n), str(args.queries), str(truth), str(args.singles), tmp])
+                    r = run_case([kind, str(n), str(args.queries), str(truth), str(args.singles), tmp, json.dumps(opts)])
                 r["loadavg_1m"] = os.getloadavg()[0]
                 print_row(r)
                 rows.append(r)

@@ -3,8 +3,12 @@
 Exact by default: ``IndexIDMap2(IndexFlatIP)`` over L2-normalised vectors, so scores are cosine
 similarities. ``kind="hnsw"`` (``IndexHNSWFlat``) or ``kind="ivf"`` (``IndexIVFFlat``) trade a
 little recall for speed on large catalogues; ``kind="ivfpq"`` (``IndexIVFPQ``) also compresses
-each vector to ``pq_m * pq_nbits / 8`` bytes (160 instead of 5,120 for 1280 dims), for catalogues
-whose full vectors do not fit in memory; its scores are approximate. ``kind="auto"`` picks by
+each vector to ``pq_m * pq_nbits / 8`` bytes (160 instead of 5,120 for 1280 dims). Codes alone
+rank poorly at 1280 dims (recall@10 0.60 at 1M, whatever nprobe), so by default IVF-PQ also keeps
+the full vectors and re-ranks ``refine * n`` code candidates by their exact inner product (FAISS
+``IndexRefineFlat``): the codes are searched in memory, the full vectors only read for the
+candidates, which a memory-mapped load (`load(..., mmap=True)`) leaves in the file's page cache.
+``refine=0`` keeps codes only (smallest index, approximate scores). ``kind="auto"`` picks by
 size (`auto_kind`). ``normalize=False`` keeps raw inner products, for ranking vectors whose dot
 product is a predicted score. ``describe()["bytes_per_vector"]`` is what one vector costs.
 
@@ -35,15 +39,21 @@ from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_va
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 AUTO = "auto"  # MovieIndex.build(kind="auto") / build-index --kind auto: `auto_kind` decides
-# auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on. PROVISIONAL, only
-# partly measured (benchmarks/index_scale.py, 2 shared cores, docs/notes/h-index-scale.md): at
-# 100k x 1280 flat answered one query in 36 ms (batch 154 q/s, load 3.7); IVF (256 lists) reached
-# recall@10 0.944 at nprobe 32 (7.3 ms) and 0.990 at nprobe 64 (14 ms: 2.6x faster than flat for
-# one query, 3x slower for batches). At 30k x 1280 IVF-PQ reached only 0.84 (nprobe 128), so it
-# is never picked automatically. 100k keeps ml-1m (3,883 movies) and ml-25m (62,423) exact as
-# today; the 1M / 5M run that should fix the value did not fit the session.
+# auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on: the fastest kind
+# with recall@10 >= 0.95 (benchmarks/index_scale.py, synthetic clustered 1280-d, 2 shared cores).
+# At 1M x 1280, one run at load 6-7 (nice 15): IVF-PQ with refine 8 recall@10 0.991 at nprobe 8
+# (6.4 ms per query, 151 q/s batch) and 0.993 at nprobe 32 (14.8 ms); IVF 0.997 at nprobe 8
+# (11.7 ms, 102 q/s) and 1.000 at nprobe 32 (33.7 ms); IVF-PQ built in 1,046 s against IVF's 180 s
+# (its PQ training: 742 s). HNSW (M 16, efConstruction 40) did not finish building in 20 minutes
+# (600k vectors, ~440/s late). Flat answered one query in 215 ms at 1M (earlier run). At 100k x 1280
+# flat took 36 ms and IVF (256 lists) 0.944 at nprobe 32; IVF-PQ at 100k was not measured, so the
+# threshold stays at 100k: ml-1m (3,883 movies) and ml-25m (62,423) stay exact.
 AUTO_EXACT_MAX = 100_000
-AUTO_APPROXIMATE = "ivf"
+AUTO_APPROXIMATE = "ivfpq"
+# IVF-PQ re-ranks REFINE * n code candidates exactly by default (IndexConfig.refine). At 1M x 1280,
+# nprobe 16: recall@10 0.639 at refine 1 (the codes' own ranking), 0.844 at 2, 0.956 at 4, 0.992 at
+# 8, 0.998 at 16 and 32, for 4.7-8.9 ms per query (benchmarks/README.md "Index at scale").
+REFINE = 8
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
 SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
 BATCH = SMALL_BATCH    # flat searches of this many queries or more may go to numpy (see the module doc)
@@ -68,6 +78,7 @@ class IndexConfig:
     train_iter: int = 10  # IVF k-means iterations
     pq_m: int | None = None  # IVF-PQ sub-quantizers (bytes per vector at 8 bits); default `pq_m_for(dim)`
     pq_nbits: int | None = None  # bits per sub-quantizer code; default 8 (fewer for tiny catalogues)
+    refine: int | None = None  # IVF-PQ: exact re-rank of refine * n code candidates; 0 = codes only; default REFINE
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -81,6 +92,13 @@ class IndexConfig:
                 raise ValueError(f"index {name} must be a positive integer (or None for the default), got {value!r}")
         if self.pq_nbits is not None and (not isinstance(self.pq_nbits, int) or not 1 <= self.pq_nbits <= 16):
             raise ValueError(f"index pq_nbits must be an integer from 1 to 16 (8 is usual), got {self.pq_nbits!r}")
+        if self.refine is not None:
+            if isinstance(self.refine, bool) or not isinstance(self.refine, int) or self.refine < 0:
+                raise ValueError(f"index refine must be a whole number of candidates per hit (0 = none), "
+                                 f"got {self.refine!r}")
+            if self.refine and self.kind != "ivfpq":
+                raise ValueError(f"index refine re-ranks IVF-PQ's compressed candidates; kind {self.kind!r} "
+                                 f"already scores exactly (use refine only with kind 'ivfpq')")
 
     def resolved(self, n: int, dim: int) -> "IndexConfig":
         """This config with the IVF/PQ sizes that a build over ``n`` vectors of ``dim`` uses; a
@@ -99,7 +117,8 @@ class IndexConfig:
         if n < 2 ** nbits:
             raise ValueError(f"index pq_nbits {nbits} needs at least {2 ** nbits} vectors to train its codes, "
                              f"got {n}; use fewer bits or kind 'flat' (exact) for a catalogue this small")
-        return replace(self, nlist=nlist, pq_m=pq_m, pq_nbits=nbits)
+        refine = REFINE if self.refine is None else self.refine
+        return replace(self, nlist=nlist, pq_m=pq_m, pq_nbits=nbits, refine=refine)
 
 
 def pq_m_for(dim: int) -> int:
@@ -209,19 +228,32 @@ class MovieIndex(Searching):
                 "metric": "cosine" if self.normalize else "inner_product",
                 "normalize": self.normalize, "config": asdict(self.config),
                 "bytes_per_vector": self.bytes_per_vector,
+                "searched_bytes_per_vector": self.searched_bytes_per_vector,
                 "ids_sha256": ids_checksum(self._columns.ids)}
 
     @property
     def bytes_per_vector(self) -> int:
         """Bytes one indexed vector costs in the saved index and in memory: its stored code (4 per
         dimension, or the PQ code), its 8-byte id, and for IVF its 8-byte list entry id, for HNSW its
-        level-0 links (``2 * m`` of 4 bytes). Excluded: fixed costs (centroids, codebooks) and the
-        id -> position hash map FAISS rebuilds at load (~40 bytes per id)."""
+        level-0 links (``2 * m`` of 4 bytes), for IVF-PQ with refine also its full vector (4 per
+        dimension; see `searched_bytes_per_vector`). Excluded: fixed costs (centroids, codebooks)
+        and the id -> position hash map FAISS rebuilds at load (~40 bytes per id)."""
         inner = faiss.downcast_index(self._index.index)
         if self.kind == "hnsw":
             return int(faiss.downcast_index(inner.storage).code_size) + 8 + 4 * 2 * self.config.m
+        if isinstance(inner, faiss.IndexRefine):
+            return self.searched_bytes_per_vector + int(faiss.downcast_index(inner.refine_index).code_size)
         extra = 8 if self.kind in ("ivf", "ivfpq") else 0
         return int(inner.code_size) + 8 + extra
+
+    @property
+    def searched_bytes_per_vector(self) -> int:
+        """Of `bytes_per_vector`, what every search scans: all but an IVF-PQ refine's full vectors,
+        of which a search reads only its ``refine * n`` candidates' (from the page cache when mapped)."""
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexRefine):
+            return int(self._ivf().code_size) + 16
+        return self.bytes_per_vector
 
     # -- searching ------------------------------------------------------------------------
     def _search(self, queries, n, exclude, filter) -> tuple[bool, list[Hits]]:
@@ -296,12 +328,35 @@ class MovieIndex(Searching):
         ids = self._columns.ids
         return [hits_from(ids, c, v) for c, v in zip(top, vals)]
 
+    def changed(self, vectors: Vectors) -> np.ndarray:
+        """The ids of ``vectors`` (all already indexed) whose stored vector is not what indexing
+        them now would store: for a lossy kind (IVF-PQ codes only) their own codes are compared,
+        i.e. the stored reconstruction against the vectors' round trip through the same codes."""
+        if len(vectors) == 0:
+            return np.empty(0, dtype=np.int64)
+        want = prepared_values(vectors, self.normalize, "MovieIndex.changed")
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexIVF):  # codes, not full vectors: compare like with like
+            want = inner.sa_decode(inner.sa_encode(want))
+        have = self.vectors(vectors.ids).values
+        tol = 1e-5 if self.kind != "ivfpq" or isinstance(inner, faiss.IndexRefine) else 1e-4
+        return vectors.ids[~np.isclose(have, want, atol=tol, rtol=0).all(axis=1)]
+
+    def _ivf(self):
+        """The IVF part of an IVF or IVF-PQ index (an IVF-PQ refine's base), or None."""
+        inner = faiss.downcast_index(self._index.index)
+        if isinstance(inner, faiss.IndexRefine):
+            inner = faiss.downcast_index(inner.base_index)
+        return inner if isinstance(inner, faiss.IndexIVF) else None
+
     def _matrix(self) -> np.ndarray:
-        """The stored vectors in column order: a read-only view of FAISS's own storage for flat
-        and HNSW (no copy), reconstructed for IVF."""
+        """The stored vectors in column order: a read-only view of FAISS's own storage for flat,
+        HNSW and IVF-PQ with refine (no copy), reconstructed for IVF."""
         inner = faiss.downcast_index(self._index.index)
         if isinstance(inner, faiss.IndexHNSW):
             inner = faiss.downcast_index(inner.storage)
+        if isinstance(inner, faiss.IndexRefine):
+            inner = faiss.downcast_index(inner.refine_index)
         if isinstance(inner, faiss.IndexFlat):
             view = faiss.rev_swig_ptr(inner.get_xb(), inner.ntotal * inner.d).reshape(inner.ntotal, inner.d)
             view.flags.writeable = False
@@ -310,13 +365,21 @@ class MovieIndex(Searching):
 
     # -- tuning ----------------------------------------------------------------------------
     def set_search_options(self, ef_search: int | None = None, nprobe: int | None = None,
-                           exact_route: str | None = None) -> None:
-        """Change HNSW ``ef_search`` or IVF ``nprobe`` (recall vs speed) for later searches, or how a
+                           exact_route: str | None = None, refine: int | None = None) -> None:
+        """Change HNSW ``ef_search``, IVF ``nprobe`` or an IVF-PQ index's ``refine`` (candidates per
+        hit re-ranked exactly; it must have been built with refine) for later searches, or how a
         flat index searches: ``exact_route`` "auto" (see the module doc), "numpy" or "faiss" (always)."""
         if ef_search is not None:
             self.config = replace(self.config, ef_search=int(ef_search))
         if nprobe is not None:
             self.config = replace(self.config, nprobe=int(nprobe))
+        if refine is not None:
+            if not self.config.refine:
+                raise ValueError("this index keeps no full vectors to re-rank with (built with refine 0 or not "
+                                 "IVF-PQ); rebuild it with kind 'ivfpq' and refine > 0")
+            if not isinstance(refine, int) or refine < 1:
+                raise ValueError(f"refine must be a positive whole number of candidates per hit, got {refine!r}")
+            self.config = replace(self.config, refine=refine)
         if exact_route is not None:
             if exact_route not in ROUTES:
                 raise ValueError(f"exact_route must be one of {', '.join(ROUTES)}, got {exact_route!r}")
@@ -334,8 +397,11 @@ class MovieIndex(Searching):
         if self.kind == "hnsw":
             inner.hnsw.efSearch = self.config.ef_search
         elif self.kind in ("ivf", "ivfpq"):
-            inner.nprobe = self.config.nprobe
-            inner.make_direct_map()
+            ivf = self._ivf()
+            ivf.nprobe = self.config.nprobe
+            ivf.make_direct_map()
+            if isinstance(inner, faiss.IndexRefine):
+                inner.k_factor = float(self.config.refine)
 
     # -- persistence (see index.storage) ---------------------------------------------------
     def save(self, writer, inputs: dict | None = None) -> dict:
@@ -371,7 +437,8 @@ def train_inner(inner, train: np.ndarray) -> None:
     """Train an IVF or IVF-PQ index. IVF-PQ trains on one thread: its ``pq_m`` small k-means runs
     (160 for 1280 dims) are all thread barriers; on this 2-core box at load 13, 40 of them took
     39 s on one thread and 197 s on two."""
-    if isinstance(inner, faiss.IndexIVFPQ):
+    base = faiss.downcast_index(inner.base_index) if isinstance(inner, faiss.IndexRefine) else inner
+    if isinstance(base, faiss.IndexIVFPQ):
         with one_thread():
             inner.train(train)
     else:
@@ -409,6 +476,12 @@ def _new_inner(config: IndexConfig, dim: int, n: int):
     made.this.disown()  # the downcast proxy owns the C++ object from here on
     inner.this.own(True)
     inner.cp.niter = config.train_iter
+    if config.kind == "ivfpq" and config.refine:
+        refined = faiss.IndexRefineFlat(inner)  # keeps the full vectors beside the codes, re-ranks exactly
+        inner.this.disown()
+        refined.own_fields = True
+        refined.k_factor = float(config.refine)
+        return refined
     return inner
 
 

@@ -13,7 +13,7 @@ and years for filters are not stored: the caller passes them (they derive from t
 ``load_index(..., mmap=True)`` maps the verified file instead of copying it into memory
 (``faiss.read_index(path, IO_FLAG_MMAP_IFC | IO_FLAG_READ_ONLY)``). With faiss-cpu 1.15 that
 maps the stored vectors of every kind: flat and HNSW storage, IVF and IVF-PQ inverted lists,
-and the ids (measured: a 50k x 1280 index read mapped kept 0.6 MB of anonymous memory beyond
+IVF-PQ's full vectors for refine (tests/test_index_scale.py checks it), and the ids (measured: a 50k x 1280 index read mapped kept 0.6 MB of anonymous memory beyond
 the interpreter's, 250 MB read normally), so several processes serving one version share one
 copy in the page cache. A mapped index is read-only: FAISS aborts the process on an add, so
 `MovieIndex.add` refuses. If mapping fails the file is read normally and the reason is logged.
@@ -34,7 +34,8 @@ from .movie_index import IndexConfig, MovieIndex
 
 ARTIFACT = "index"
 ENTRY_KEYS = ("dim", "count", "kind", "normalize", "config", "ids_sha256")
-_INNER = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat, "ivfpq": faiss.IndexIVFPQ}
+_INNER = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat, "ivfpq": faiss.IndexIVFPQ,
+          "ivfpq+refine": faiss.IndexRefineFlat}
 MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,10 @@ def load_index(version, entry: dict, metadata: MovieMetadata | None = None, mmap
     if missing:
         raise version.invalid(a, f"its manifest entry lacks {', '.join(missing)}")
     try:
-        config = IndexConfig(**entry["config"])
+        fields = dict(entry["config"]) if isinstance(entry["config"], dict) else entry["config"]
+        if isinstance(fields, dict) and fields.get("kind") == "ivfpq":
+            fields.setdefault("refine", 0)  # written before refine existed: codes only
+        config = IndexConfig(**fields)
     except (TypeError, ValueError) as exc:
         raise version.invalid(a, f"its manifest entry has a bad config ({exc})") from None
     if config.kind != entry["kind"] or config.normalize != entry["normalize"]:
@@ -78,9 +82,13 @@ def load_index(version, entry: dict, metadata: MovieMetadata | None = None, mmap
     if index is None:
         index = _deserialise(version, a, path.read_bytes())
     inner = faiss.downcast_index(index.index)
-    if not isinstance(inner, _INNER[config.kind]) or inner.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise version.invalid(a, f"holds a FAISS {type(inner).__name__} (metric {inner.metric_type}), not the "
-                                 f"inner-product {config.kind} index its manifest entry describes")
+    expected = config.kind + ("+refine" if config.kind == "ivfpq" and config.refine else "")
+    base = faiss.downcast_index(inner.base_index) if isinstance(inner, faiss.IndexRefine) else None
+    if not isinstance(inner, _INNER[expected]) or inner.metric_type != faiss.METRIC_INNER_PRODUCT \
+            or (base is not None and not isinstance(base, faiss.IndexIVFPQ)):
+        what = f"{type(base).__name__} with refine" if base is not None else type(inner).__name__
+        raise version.invalid(a, f"holds a FAISS {what} (metric {inner.metric_type}), not the inner-product "
+                                 f"{expected.replace('+', ' with ')} index its manifest entry describes")
     ids = faiss.vector_to_array(index.id_map).astype(np.int64)
     if int(index.d) != int(entry["dim"]) or int(index.ntotal) != int(entry["count"]):
         raise version.invalid(a, f"holds {index.ntotal} vectors of dimension {index.d} but its manifest entry "

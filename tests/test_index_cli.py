@@ -252,3 +252,21 @@ def test_export_recommendations_resumes_after_an_interruption(planted_home, tmp_
     assert run(planted_home, "export-recommendations", "-n", "3", "--out", str(three)) == 0
     assert out.read_bytes() == three.read_bytes() and len(read_csv(out)) == 40 * 3
     assert not faiss_calls  # every chunk searched by the same (numpy) route
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+def test_add_to_an_approximate_index(planted_home, capsys, kind):
+    collab, visual, _ = planted_blocks()
+    make_version(planted_home, collab.subset(np.arange(1, 51)), visual.subset(np.arange(1, 51)))
+    assert run(planted_home, "build-index", "--kind", kind) == 0
+    if kind == "ivfpq":  # the full vectors refine reads are reported, not just the codes
+        assert "of them scanned per search" in capsys.readouterr().out
+    make_version(planted_home, collab, visual)
+    capsys.readouterr()
+    assert run(planted_home, "build-index", "--add") == 0, capsys.readouterr().err
+    assert "added 16 movies" in capsys.readouterr().out
+    index = load_index(ModelStore(planted_home).open_current())
+    assert index.kind == kind and len(index) == 66
+    make_version(planted_home, Vectors(collab.ids, -collab.values), visual)  # changed vectors are still caught
+    assert run(planted_home, "build-index", "--add") == 1
+    assert "have changed since it was built" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def saved(home, index):
 
 def test_ivfpq_builds_saves_loads_and_finds_the_planted_neighbour(tmp_path):
     vectors, q, want = planted(clustered())
-    index = MovieIndex.build(vectors, kind="ivfpq", nprobe=8)
+    index = MovieIndex.build(vectors, kind="ivfpq", nprobe=8, refine=0)  # codes only
     cfg = index.config
     assert (cfg.kind, cfg.pq_m, cfg.pq_nbits) == ("ivfpq", pq_m_for(32), 6)  # 3000 / 39 -> 2^6 codes
     assert cfg.nlist == 64  # 2 ** round(log2(sqrt(3000)))
@@ -59,7 +59,7 @@ def test_ivfpq_builds_saves_loads_and_finds_the_planted_neighbour(tmp_path):
         assert all(w in h.movie_ids for h, w in zip(hits, want))  # PQ scores are approximate:
         assert sum(int(h.movie_ids[0]) == w for h, w in zip(hits, want)) >= 0.85 * len(want)  # 36 of 40 seen
         assert all(len(h.movie_ids) == 10 for h in hits)
-    finer = MovieIndex.build(vectors, kind="ivfpq", nprobe=8, pq_m=16)  # 2 dims per code: top 1 exact here
+    finer = MovieIndex.build(vectors, kind="ivfpq", nprobe=8, pq_m=16, refine=0)  # 2 dims per code: top 1 exact here
     assert [int(h.movie_ids[0]) for h in finer.search(q, n=10)] == want.tolist()
     version, entry = saved(tmp_path / "again", index)
     assert entry["bytes_per_vector"] == entry_bytes and entry["kind"] == "ivfpq"
@@ -100,11 +100,14 @@ def test_mmap_load_gives_the_same_results_and_refuses_to_add(tmp_path, kind):
         mapped.add(Vectors(np.array([1], np.int64), np.ones((1, 32), np.float32)))
 
 
-def test_mmap_load_shares_the_file_instead_of_copying_it(tmp_path):
-    """In a fresh process the mapped index's vectors are file-backed pages, not private memory."""
+@pytest.mark.parametrize("kind", ["flat", "ivfpq"])
+def test_mmap_load_shares_the_file_instead_of_copying_it(tmp_path, kind):
+    """In a fresh process the mapped index's vectors are file-backed pages, not private memory
+    (for IVF-PQ: the full vectors its refine re-ranks with)."""
     n, dim = 20_000, 256  # 20 MB of vectors
     vectors = Vectors(np.arange(n, dtype=np.int64), np.random.default_rng(0).normal(size=(n, dim)).astype(np.float32))
-    saved(tmp_path, MovieIndex.build(vectors))
+    options = {"nlist": 16, "pq_m": 16, "train_iter": 4} if kind == "ivfpq" else {}
+    saved(tmp_path, MovieIndex.build(vectors, kind=kind, **options))
     code = ("import sys, numpy as np\n"
             "from catalog import ModelStore\nfrom index import MovieIndex\n"
             "def anon():\n"
@@ -167,8 +170,8 @@ def test_corrupted_ivfpq_artifact_is_an_artifact_error(tmp_path, mmap):
 def test_ivfpq_entry_for_another_kind_is_an_artifact_error(tmp_path):
     index = MovieIndex.build(clustered(), kind="ivfpq")
     version, entry = saved(tmp_path, index)
-    lying = {**entry, "kind": "ivf", "config": {**entry["config"], "kind": "ivf"}}
-    with pytest.raises(ArtifactError, match="IndexIVFPQ.*not the inner-product ivf index"):
+    lying = {**entry, "kind": "ivf", "config": {**entry["config"], "kind": "ivf", "refine": None}}
+    with pytest.raises(ArtifactError, match="IndexIVFPQ with refine.*not the inner-product ivf index"):
         MovieIndex.load(version, lying)
 
 
@@ -178,3 +181,78 @@ def test_auto_is_exact_flat_below_the_threshold():
     assert index.kind == "flat" and auto_kind(AUTO_EXACT_MAX - 1, 1280) == "flat"
     assert auto_kind(AUTO_EXACT_MAX, 1280) != "flat"
     check_hits(index.search(q, n=10), BruteForce.build(vectors).search(q, n=10))
+
+
+def held_out(vectors: Vectors, q=60, seed=7) -> np.ndarray:
+    """Fresh points of ``clustered``'s distribution (its centres, other noise): ordinary queries."""
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(30, vectors.dim))  # the same centres as clustered(seed=0)
+    other = np.random.default_rng(seed)
+    return (c[other.integers(0, 30, q)] + 0.3 * other.normal(size=(q, vectors.dim))).astype(np.float32)
+
+
+def test_ivfpq_refine_returns_the_exact_top_k_whenever_its_candidates_hold_it():
+    vectors = clustered()
+    q = held_out(vectors)
+    exact = BruteForce.build(vectors).search(q, n=10)
+    nlist = 64
+    codes = MovieIndex.build(vectors, kind="ivfpq", nlist=nlist, nprobe=nlist, pq_m=4, refine=0)
+    refined = MovieIndex.build(vectors, kind="ivfpq", nlist=nlist, nprobe=nlist, pq_m=4, refine=8)
+    assert refined.config.refine == 8 and codes.config.refine == 0
+    wrong = sum(not np.array_equal(h.movie_ids, e.movie_ids) for h, e in zip(codes.search(q, n=10), exact))
+    assert wrong > len(q) // 2  # 4 codes of 8 dims: the codes alone misrank most queries
+    candidates = codes.search(q, n=80)  # every list probed: the 8 x 10 best by codes, as refine sees them
+    held = [set(e.movie_ids.tolist()) <= set(c.movie_ids.tolist()) for e, c in zip(exact, candidates)]
+    assert sum(held) >= len(q) // 2  # 41 of 60 here
+    got = refined.search(q, n=10)
+    for h, e, ok in zip(got, exact, held):
+        if ok:
+            np.testing.assert_array_equal(h.movie_ids, e.movie_ids)
+            np.testing.assert_allclose(h.scores, e.scores, atol=1e-5)  # exact cosines, not code estimates
+    refined.set_search_options(refine=1)  # no re-rank margin: back to roughly the codes' ranking
+    assert sum(np.array_equal(h.movie_ids, e.movie_ids) for h, e in zip(refined.search(q, n=10), exact)) < sum(held)
+
+
+def test_ivfpq_refine_memory_is_reported_in_full():
+    dim = 32
+    plain = MovieIndex.build(clustered(dim=dim), kind="ivfpq", refine=0)
+    refined = MovieIndex.build(clustered(dim=dim), kind="ivfpq")
+    code = faiss.downcast_index(plain._index.index).code_size
+    assert plain.bytes_per_vector == plain.searched_bytes_per_vector == code + 16
+    assert refined.config.refine >= 1
+    assert refined.bytes_per_vector == code + 16 + 4 * dim  # the codes plus the full vector refine reads
+    assert refined.searched_bytes_per_vector == code + 16
+    d = refined.describe()
+    assert (d["bytes_per_vector"], d["searched_bytes_per_vector"]) == (code + 16 + 4 * dim, code + 16)
+    np.testing.assert_array_equal(refined.vectors([10, 13]).values,  # kept exactly, not reconstructed
+                                  MovieIndex.build(clustered(dim=dim)).vectors([10, 13]).values)
+
+
+def test_refine_settings_name_the_value():
+    with pytest.raises(ValueError, match="refine re-ranks IVF-PQ.*kind 'ivf'"):
+        IndexConfig(kind="ivf", refine=4)
+    with pytest.raises(ValueError, match="refine must be a whole number.*got -1"):
+        IndexConfig(kind="ivfpq", refine=-1)
+    with pytest.raises(ValueError, match="keeps no full vectors"):
+        MovieIndex.build(clustered(), kind="ivfpq", refine=0).set_search_options(refine=4)
+
+
+def test_ivfpq_without_refine_from_before_refine_existed_still_loads(tmp_path):
+    vectors, q, _ = planted(clustered())
+    index = MovieIndex.build(vectors, kind="ivfpq", refine=0)
+    version, entry = saved(tmp_path, index)
+    old = {**entry, "config": {k: v for k, v in entry["config"].items() if k != "refine"}}
+    loaded = MovieIndex.load(version, old)
+    assert loaded.config.refine == 0
+    check_hits(loaded.search(q, n=10), index.search(q, n=10), atol=0)
+
+
+@pytest.mark.parametrize("refine", [0, 8])
+def test_changed_compares_a_lossy_index_with_its_own_codes(refine):
+    vectors = clustered()
+    index = MovieIndex.build(vectors, kind="ivfpq", refine=refine)
+    some = vectors.subset(vectors.ids[:200])
+    assert len(index.changed(some)) == 0  # codes only: the stored vectors are approximations of these
+    moved = Vectors(some.ids, some.values.copy())
+    moved.values[:5] *= -1
+    np.testing.assert_array_equal(index.changed(moved), some.ids[:5])

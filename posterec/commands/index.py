@@ -23,9 +23,10 @@ def register(sub) -> None:
                    help=f"weight of the poster block, 0 = ratings only, 1 = posters only "
                         f"(default: {DEFAULT_VISUAL_WEIGHT}; with --add: the current index's weight)")
     p.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivf", "ivfpq"], default="auto",
-                   help="auto (default) = exact flat below 100,000 movies, approximate IVF above (index.auto_kind); "
-                        "flat = exact cosine; hnsw/ivf = approximate; ivfpq = approximate and compressed "
-                        "(bytes per vector printed), for catalogues whose vectors do not fit in memory")
+                   help="auto (default) = exact flat below 100,000 movies, IVF-PQ with exact re-ranking above (index.auto_kind); "
+                        "flat = exact cosine; hnsw/ivf = approximate; ivfpq = compressed codes searched in memory, "
+                        "their best 8 x n candidates re-ranked exactly from the full vectors the file also keeps "
+                        "(bytes per vector printed; a server maps the file, so those stay in the page cache)")
     p.add_argument("--add", action="store_true",
                    help="only add movies not yet in the current index (no full rebuild)")
     p.add_argument("--no-cold-start", action="store_true",
@@ -73,8 +74,12 @@ def run_build_index(args) -> int:
     if result["cold_start"].get("estimated"):
         print(f"cold start: estimated vectors for {result['cold_start']['estimated']} poster-only movies")
     action = f"added {result['added']} movies to" if args.add else "built"
-    print(f"{action} a {index['kind']} index of {index['count']} x {index['dim']} "
-          f"({index.get('bytes_per_vector', '?')} bytes per vector) -> version {result['version']} (CURRENT)")
+    per = f"{index.get('bytes_per_vector', '?')} bytes per vector"
+    scanned = index.get("searched_bytes_per_vector")
+    if scanned is not None and scanned != index.get("bytes_per_vector"):
+        per += f", {scanned} of them scanned per search, the rest read for the re-ranked candidates only"
+    print(f"{action} a {index['kind']} index of {index['count']} x {index['dim']} ({per}) "
+          f"-> version {result['version']} (CURRENT)")
     return 0
 
 
