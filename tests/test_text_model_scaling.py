@@ -238,3 +238,46 @@ def test_a_training_step_reads_the_id_tables_row_by_row_never_whole():
         return tape.gradient(loss, [emb.embeddings.value, pool.embeddings.value])
 
     assert _dense_reads(step, [emb.embeddings, pool.embeddings, pool.cols, pool.indptr]) == 0
+
+
+def test_the_epochs_validation_pools_each_history_once_not_per_batch(planted_home, monkeypatch):
+    """Validation comes from the exported vectors (O(ratings)); Keras' evaluate would pool every
+    batch's rows' whole histories, a popular movie's in nearly every batch."""
+    import keras
+
+    from text_model.trainer import fit_text_model
+
+    dataset = load_dataset(planted_home, "ml-100k")
+    split = make_split(dataset.ratings, "random-80-20", 0)
+
+    def no_evaluate(*args, **kwargs):
+        raise AssertionError("fit ran a Keras validation pass (evaluate) over the validation slice")
+
+    monkeypatch.setattr(keras.Model, "evaluate", no_evaluate)
+    tm = fit_text_model(dataset, split.train, TINY, verbose=0)
+    assert len(tm.history["val_rmse"]) == len(tm.history["rmse"]) == TINY.epochs
+    assert all(np.isfinite(tm.history["val_rmse"]))
+
+
+def test_the_vector_validation_equals_keras_evaluate_on_the_same_rows(planted_home):
+    from text_model.trainer import _VectorValidation, fit_text_model, validation_mask
+
+    dataset = load_dataset(planted_home, "ml-100k")
+    split = make_split(dataset.ratings, "random-80-20", 0)
+    tm = fit_text_model(dataset, split.train, TINY, verbose=0)
+    is_val = validation_mask(len(split.train), TINY.validation_fraction, 0)
+    users = tm.vocab.user_rows(split.train["user_id"].to_numpy()[is_val]).astype(np.int32)
+    movies = tm.vocab.movie_rows(split.train["movie_id"].to_numpy()[is_val]).astype(np.int32)
+    ratings = split.train["rating"].to_numpy(np.float32)[is_val]
+    check = _VectorValidation(users, movies, ratings, len(tm.vocab.user_ids), len(tm.vocab.movie_ids),
+                              TINY.vector_dim)
+    check.set_model(tm.model)
+    logs = {}
+    check.on_epoch_end(0, logs)
+    keras_rmse = tm.model.evaluate({"user": users, "movie": movies}, ratings, batch_size=64, verbose=0,
+                                   return_dict=True)["rmse"]
+    assert logs["val_rmse"] == pytest.approx(keras_rmse, abs=1e-4)
+    # and predict from the vectors equals the network's own output (clipped as predict clips)
+    net = np.clip(np.asarray(tm.model({"user": users, "movie": movies}, training=False)).reshape(-1),
+                  *tm.rating_range)
+    np.testing.assert_allclose(tm.predict_rows(users, movies), net, atol=1e-4)
