@@ -6,9 +6,11 @@
 Exact top-10, three paths in one process, alternating rounds, medians:
   numpy   the plain baseline: ``q @ M.T`` + ``argpartition`` + ``argsort`` of the n best;
   faiss   `MovieIndex` forced onto FAISS ``IndexFlatIP.search`` for every batch size;
-  routed  `MovieIndex` as shipped: FAISS below 20 queries; from 20 on, numpy
-          (`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever
-          won when measured once at the first such batch (numpy unmeasured past 10M values).
+  routed  `MovieIndex` as shipped: FAISS on one thread for a single query; a batch by its
+          batch-size bucket (`index.movie_index.BUCKETS`): numpy (`index.exact.exact_top`:
+          blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever won when that bucket was
+          first seen and timed (on a slice of at most 16M values that scales to the full size).
+          The timing runs inside the first search of each bucket, before the timed rounds.
 Every path is checked against `BruteForce` with `index.check_hits` (equal up to ties).
 Prints the machine (CPU, cores, load, library versions, FAISS threads) and appends one JSON line
 to benchmarks/results/index.jsonl. Data are synthetic and clustered (a mixture of Gaussians,
@@ -109,7 +111,13 @@ def flat_paths(n: int, dim: int, batches: tuple[int, ...], singles: int) -> dict
     forced.set_search_options(exact_route="faiss")  # FAISS for every batch size
     q = _queries(dim, max(max(batches), singles), seed=7)
     want = BruteForce.build(vectors).search(q[:max(batches)], N_TOP)
-    exact = {"routed": agrees(routed.search(q[:max(batches)], N_TOP), want),
+    first_s, routed_ok = {}, []
+    for b in batches:  # each batch size's first routed search, which times its bucket if new
+        t = time.perf_counter()
+        got = routed.search(q[:b], N_TOP)
+        first_s[b] = time.perf_counter() - t
+        routed_ok.append(agrees(got, want[:b]))
+    exact = {"routed": all(routed_ok),
              "faiss": agrees(forced.search(q[:max(batches)], N_TOP), want),
              "routed_single": agrees([routed.search(q[i], N_TOP) for i in range(singles)], want[:singles])}
     paths = {"numpy": lambda b: numpy_top(data, b, N_TOP), "faiss": lambda b: forced.search(b, N_TOP),
@@ -128,18 +136,27 @@ def flat_paths(n: int, dim: int, batches: tuple[int, ...], singles: int) -> dict
     row = {"n": n, "dim": dim, "build_s": build_s, "exact_equals_brute_force": exact, "routes": routed.routes,
            "single_ms": {p: med[("single", p)] * 1e3 for p in paths},
            "batches": [{"batch": b, **{f"qps_{p}": b / med[(b, p)] for p in paths},
+                        "first_routed_s": first_s[b], "route": _route_of(routed, b),
                         "routed_vs_numpy": med[(b, "numpy")] / med[(b, "routed")],
                         "faiss_vs_numpy": med[(b, "numpy")] / med[(b, "faiss")]} for b in batches]}
     s = row["single_ms"]
     print(f"flat n={n:>8} dim={dim:>5}  exact==brute force {exact}; build {build_s:.2f} s; "
-          f"batches of 20+ routed to {routed.routes['batch_winner']}", flush=True)
+          f"buckets routed to {routed.routes['buckets']}", flush=True)
     print(f"  single query: numpy {s['numpy']:.2f} ms, faiss {s['faiss']:.2f} ms, routed {s['routed']:.2f} ms "
           f"(routed x{s['numpy'] / s['routed']:.2f} numpy)", flush=True)
     for r in row["batches"]:
         print(f"  batch {r['batch']:>4}: q/s numpy {r['qps_numpy']:>8.0f}  faiss {r['qps_faiss']:>8.0f}  routed "
-              f"{r['qps_routed']:>8.0f}  | routed x{r['routed_vs_numpy']:.2f} numpy, faiss x{r['faiss_vs_numpy']:.2f} numpy",
-              flush=True)
+              f"{r['qps_routed']:>8.0f} ({r['route']})  | routed x{r['routed_vs_numpy']:.2f} numpy, "
+              f"x{r['qps_routed'] / r['qps_faiss']:.2f} faiss; faiss x{r['faiss_vs_numpy']:.2f} numpy; "
+              f"first routed call {r['first_routed_s'] * 1e3:.0f} ms", flush=True)
     return row
+
+
+def _route_of(index: MovieIndex, batch: int) -> str:
+    """The path a batch of ``batch`` queries takes (its bucket's winner; FAISS for one query)."""
+    from index.movie_index import BUCKETS, bucket_of
+
+    return "faiss" if batch < 2 else index.routes["buckets"][BUCKETS[bucket_of(batch)][0]]
 
 
 def approximate_at(n: int, dim: int, nq: int, kinds: list[str], nlist: int) -> list[dict]:
@@ -295,7 +312,7 @@ def main() -> None:
     result: dict = {"faiss_info": {k: info[k] for k in ("faiss", "faiss_threads")}, "flat": [], "approximate": []}
     sweep = (1, 5, 10, 20, 64, 256)
     plan = [(4_000, 256, sweep, 200), (4_000, 1280, (256,), 200), (100_000, 256, sweep, 50),
-            (100_000, 1280, (20, 256), 20)]
+            (100_000, 1280, (5, 20, 64, 256), 20)]
     if not args.quick:
         plan.append((1_000_000, 256, (20, 100), 5))  # 1M x 1280 (5 GB, twice) does not fit a shared 24 GB box
     for n, dim, batches, singles in plan:

@@ -62,14 +62,22 @@ class Columns:
         return self._order[at]
 
 
+def block_rows(m: int) -> int:
+    """Queries per block over ``m`` columns: one block's float32 scores stay under ``BLOCK_BYTES``."""
+    return max(1, BLOCK_BYTES // (4 * max(m, 1)))
+
+
 def exact_top(matrix: np.ndarray, queries: np.ndarray, n: int, exclude: list[np.ndarray] | None = None,
-              allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+              allowed: np.ndarray | None = None, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Columns and scores of the ``n`` best rows of ``matrix`` for each query, best first.
 
     ``matrix``: float32 (m, dim); ``queries``: float32 (q, dim), already normalised if need be.
     ``exclude``: one array of column positions per query that may not be returned. ``allowed``:
     sorted column positions that may be returned (None: all). Returns ``(cols, vals)`` of shape
-    (q, n), padded with column -1 and score -inf where fewer than ``n`` columns pass.
+    (q, n), padded with column -1 and score -inf where fewer than ``n`` columns pass. ``rows``:
+    queries per block (default `block_rows` of the columns searched); the route timing sets it
+    to the full index's value when it times a sample of the columns, so the sample makes as many
+    passes over its columns as the full search would.
     """
     q = len(queries)
     cols_out = np.full((q, n), -1, np.int64)
@@ -81,7 +89,7 @@ def exact_top(matrix: np.ndarray, queries: np.ndarray, n: int, exclude: list[np.
     m = len(matrix)
     if m == 0 or q == 0:
         return cols_out, vals_out
-    rows = max(1, BLOCK_BYTES // (4 * m))
+    rows = rows or block_rows(m)
     for start in range(0, q, rows):
         stop = min(q, start + rows)
         scores = queries[start:stop] @ matrix.T

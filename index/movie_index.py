@@ -8,18 +8,25 @@ whose full vectors do not fit in memory; its scores are approximate. ``kind="aut
 size (`auto_kind`). ``normalize=False`` keeps raw inner products, for ranking vectors whose dot
 product is a predicted score. ``describe()["bytes_per_vector"]`` is what one vector costs.
 
-Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default):
-below ``BATCH`` (20) queries, FAISS on one thread, the fast path for single queries (FAISS's
-own SIMD scan; it only calls its bundled BLAS from 20 queries on). From 20 queries on, numpy
-(`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever was
-faster when measured once, at the first such batch, on 64 of the index's own vectors; an index
-of more than ``CALIBRATE_MAX_CELLS`` values skips the measurement and takes numpy, which was
-1.2-3.6x faster than the faiss-cpu wheel's BLAS at that size (benchmarks/README.md). Both paths
-give the same hits up to ties. ``set_search_options(exact_route="numpy"|"faiss")`` forces one.
+Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default).
+A single query goes to FAISS on one thread, the fast path it has always had (FAISS's own SIMD
+scan). A batch of 2 or more queries falls in one of the batch-size buckets of `BUCKETS`, and
+each bucket is routed by its own measurement, made once per index, the first time a batch of
+that size is searched: numpy (`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`)
+against FAISS ``IndexFlatIP.search``, alternating, medians of ``CALIBRATE_ROUNDS``, on the
+bucket's probe size of the index's own vectors as queries. The timing is bounded: on an index
+of more than ``CALIBRATE_CELLS`` values both paths search a leading slice of that many values,
+numpy with the query blocks the full index would use, so each path's cost is its full-size cost
+scaled down by the same factor (both are linear in the rows past the CPU cache). One size does
+not fit all: at 100k x 1280 numpy won batches of 20 and FAISS batches of 256 (benchmarks/README.md).
+Both paths give the same hits up to ties. ``set_search_options(exact_route="numpy"|"faiss")``
+forces one for every batch (export pins numpy so that reruns write the same bytes); ``routes``
+shows the winners measured so far.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -29,7 +36,7 @@ import numpy as np
 
 from catalog import ArtifactError, Hits, Vectors, hits_from
 
-from .exact import Columns, exact_top
+from .exact import Columns, block_rows, exact_top
 from .filters import MovieMetadata
 from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_values, Searching
 
@@ -46,8 +53,14 @@ AUTO_EXACT_MAX = 100_000
 AUTO_APPROXIMATE = "ivf"
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
 SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
-BATCH = SMALL_BATCH    # flat searches of this many queries or more may go to numpy (see the module doc)
-CALIBRATE_MAX_CELLS = 10_000_000  # n * dim above which the numpy route is taken without measuring
+# Batch-size buckets of exact flat searches, each routed by its own measurement: (smallest batch
+# of the bucket, queries the measurement times). 20 is where FAISS switches to its BLAS path;
+# numpy's per-query cost stops falling once a batch fills one query block (`exact.block_rows`),
+# FAISS's keeps falling up to 4,096 queries: batches past 256 take the 256 bucket's winner.
+BUCKETS = ((2, 4), (5, 10), (20, 32), (64, 128), (256, 256))
+CALIBRATE_CELLS = 16_000_000  # n * dim of the slice the routes are timed on (64 MB, past a 32 MB L3 cache)
+CALIBRATE_ROUNDS = 3
+CALIBRATE_K = 10
 ROUTES = ("auto", "numpy", "faiss")
 
 
@@ -129,7 +142,8 @@ class MovieIndex(Searching):
         self._columns = Columns(np.asarray(ids, dtype=np.int64))
         self.metadata = metadata
         self.exact_route = "auto"
-        self._numpy_faster: bool | None = None  # measured once, at the first large flat batch
+        self._winners: dict[int, str] = {}  # bucket -> "numpy" | "faiss", measured once each
+        self._measuring = threading.Lock()
         self._tune()
 
     # -- building ------------------------------------------------------------------------
@@ -167,7 +181,7 @@ class MovieIndex(Searching):
             return
         self._index.add_with_ids(prepared_values(vectors, self.normalize, "MovieIndex.add"), vectors.ids)
         self._columns = Columns(np.concatenate([self._columns.ids, vectors.ids]))
-        self._numpy_faster = None
+        self._winners = {}  # a larger index: measure again
 
     # -- facts -----------------------------------------------------------------------------
     @property
@@ -236,28 +250,43 @@ class MovieIndex(Searching):
         return single, self._faiss_top(q, n, excludes, allowed)
 
     def _numpy_route(self, q: int) -> bool:
-        """Whether an exact search of ``q`` queries goes to numpy rather than FAISS."""
+        """Whether an exact search of ``q`` queries goes to numpy rather than FAISS: a single query
+        never; a batch by its bucket's winner, measured the first time the bucket is seen."""
         if self.exact_route != "auto":
             return self.exact_route == "numpy"
-        if q < BATCH:
+        if q < 2:
             return False
-        if self._numpy_faster is None:
-            self._numpy_faster = self._measure_routes()
-        return self._numpy_faster
+        bucket = bucket_of(q)
+        winner = self._winners.get(bucket)
+        if winner is None:
+            with self._measuring:  # concurrent searches of a new bucket measure it once
+                winner = self._winners.get(bucket)
+                if winner is None:
+                    winner = "numpy" if self._measure_routes(BUCKETS[bucket][1]) else "faiss"
+                    self._winners[bucket] = winner
+        return winner == "numpy"
 
-    def _measure_routes(self, probe: int = 64, rounds: int = 3) -> bool:
-        """Time numpy and FAISS on ``probe`` of the stored vectors, alternating, medians."""
-        if len(self) * self.dim > CALIBRATE_MAX_CELLS:
-            return True
+    def _measure_routes(self, probe: int, rounds: int = CALIBRATE_ROUNDS) -> bool:
+        """Whether numpy beats FAISS on ``probe`` stored vectors as queries, top `CALIBRATE_K`:
+        alternating, medians of ``rounds``, over at most `CALIBRATE_CELLS` values of the index
+        (a leading slice; numpy keeps the full index's query blocks so the slice scales)."""
         matrix = self._matrix()
-        q = np.array(matrix[np.random.default_rng(0).choice(len(matrix), min(probe, len(matrix)), replace=False)])
+        total = len(matrix)
+        rows = min(total, max(1, CALIBRATE_CELLS // self.dim))
+        picked = np.random.default_rng(0).choice(total, probe, replace=total < probe)
+        q = np.array(matrix[np.sort(picked)])
+        sample, searched = matrix[:rows], self._index
+        if rows < total:
+            searched = faiss.IndexFlatIP(self.dim)
+            searched.add(np.ascontiguousarray(sample))
+        k, per_block = min(CALIBRATE_K, rows), block_rows(total)
         times: dict[str, list[float]] = {"numpy": [], "faiss": []}
         for _ in range(rounds):
             t = time.perf_counter()
-            exact_top(matrix, q, 10)
+            exact_top(sample, q, k, rows=per_block)
             times["numpy"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            _faiss_search(self._index, q, min(10, len(self)))
+            _faiss_search(searched, q, k)
             times["faiss"].append(time.perf_counter() - t)
         return float(np.median(times["numpy"])) <= float(np.median(times["faiss"]))
 
@@ -325,9 +354,10 @@ class MovieIndex(Searching):
 
     @property
     def routes(self) -> dict:
-        """How exact searches are routed now: the setting and, once measured, the batch winner."""
-        winner = None if self._numpy_faster is None else ("numpy" if self._numpy_faster else "faiss")
-        return {"exact_route": self.exact_route, "batch_from": BATCH, "batch_winner": winner}
+        """How exact searches are routed now: the setting, the single-query path, and per batch
+        bucket (named by its smallest batch) the winner measured so far (None: not yet seen)."""
+        return {"exact_route": self.exact_route, "single": "faiss",
+                "buckets": {low: self._winners.get(b) for b, (low, _) in enumerate(BUCKETS)}}
 
     def _tune(self) -> None:
         inner = faiss.downcast_index(self._index.index)
@@ -376,6 +406,11 @@ def train_inner(inner, train: np.ndarray) -> None:
             inner.train(train)
     else:
         inner.train(train)
+
+
+def bucket_of(q: int) -> int:
+    """The `BUCKETS` position of a batch of ``q`` queries (2 or more)."""
+    return max(b for b, (low, _) in enumerate(BUCKETS) if q >= low)
 
 
 def _faiss_search(index, q: np.ndarray, k: int):
