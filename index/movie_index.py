@@ -13,7 +13,8 @@ A single query goes to FAISS on one thread, the fast path it has always had (FAI
 scan). A batch of 2 or more queries falls in one of the batch-size buckets of `BUCKETS`, and
 each bucket is routed by its own measurement, made once per index, the first time a batch of
 that size is searched: numpy (`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`)
-against FAISS ``IndexFlatIP.search``, alternating, medians of ``CALIBRATE_ROUNDS``, on the
+against FAISS ``IndexFlatIP.search``, alternating, medians of ``CALIBRATE_ROUNDS`` (each
+repeating its call for at least ``CALIBRATE_MIN_S``), on the
 bucket's probe size of the index's own vectors as queries. The timing is bounded: on an index
 of more than ``CALIBRATE_CELLS`` values both paths search a leading slice of that many values,
 numpy with the query blocks the full index would use, so each path's cost is its full-size cost
@@ -60,6 +61,7 @@ SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP th
 BUCKETS = ((2, 4), (5, 10), (20, 32), (64, 128), (256, 256))
 CALIBRATE_CELLS = 16_000_000  # n * dim of the slice the routes are timed on (64 MB, past a 32 MB L3 cache)
 CALIBRATE_ROUNDS = 3
+CALIBRATE_MIN_S = 0.005  # each timing repeats its call for at least this long
 CALIBRATE_K = 10
 ROUTES = ("auto", "numpy", "faiss")
 
@@ -280,14 +282,12 @@ class MovieIndex(Searching):
             searched = faiss.IndexFlatIP(self.dim)
             searched.add(np.ascontiguousarray(sample))
         k, per_block = min(CALIBRATE_K, rows), block_rows(total)
+        paths = {"numpy": lambda: exact_top(sample, q, k, rows=per_block),
+                 "faiss": lambda: _faiss_search(searched, q, k)}
         times: dict[str, list[float]] = {"numpy": [], "faiss": []}
         for _ in range(rounds):
-            t = time.perf_counter()
-            exact_top(sample, q, k, rows=per_block)
-            times["numpy"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            _faiss_search(searched, q, k)
-            times["faiss"].append(time.perf_counter() - t)
+            for name, fn in paths.items():
+                times[name].append(_per_call(fn))
         return float(np.median(times["numpy"])) <= float(np.median(times["faiss"]))
 
     def _faiss_top(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
@@ -406,6 +406,18 @@ def train_inner(inner, train: np.ndarray) -> None:
             inner.train(train)
     else:
         inner.train(train)
+
+
+def _per_call(fn) -> float:
+    """Seconds per call of ``fn``, repeated until `CALIBRATE_MIN_S` seconds have passed: a call of
+    a tenth of a millisecond timed once is mostly scheduling noise on a shared machine."""
+    at_least, calls, start = CALIBRATE_MIN_S, 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= at_least:
+            return elapsed / calls
 
 
 def bucket_of(q: int) -> int:

@@ -212,9 +212,23 @@ def test_route_timing_is_bounded_to_a_slice_that_scales(monkeypatch):
     v = random_vectors(n=5000, dim=16)
     top = MovieIndex.build(v)
     assert top._measure_routes(32) in (True, False)  # real timings, whole index
+    clock = FakeClock()
+    monkeypatch.setattr(index.movie_index, "time", clock)
+    calls = []
+
+    def one_ms(*a, **k):
+        calls.append(1)
+        clock.now += 0.001
+
+    monkeypatch.setattr(index.movie_index, "exact_top", one_ms)
+    monkeypatch.setattr(index.movie_index, "_faiss_search", one_ms)
+    top._measure_routes(32)
+    assert len(calls) == 2 * 5 * index.movie_index.CALIBRATE_ROUNDS  # a 1 ms call is repeated for >= 5 ms
+    monkeypatch.undo()
     seen = []
     real_exact, real_faiss = index.movie_index.exact_top, index.movie_index._faiss_search
     monkeypatch.setattr(index.movie_index, "CALIBRATE_CELLS", 16 * 1000)  # 1,000 of the 5,000 rows
+    monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_S", 0)  # one call per timing
     monkeypatch.setattr(index.movie_index, "exact_top", lambda m, q, n, **k: seen.append(("numpy", len(m), len(q), k))
                         or real_exact(m, q, n, **k))
     monkeypatch.setattr(index.movie_index, "_faiss_search", lambda ix, q, k: seen.append(("faiss", ix.ntotal, len(q), k))
