@@ -13,16 +13,16 @@ A single query goes to FAISS on one thread, the fast path it has always had (FAI
 scan). A batch of 2 or more queries falls in one of the batch-size buckets of `BUCKETS`, and
 each bucket is routed by its own measurement, made once per index, the first time a batch of
 that size is searched: numpy (`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`)
-against FAISS ``IndexFlatIP.search``, alternating, medians of ``CALIBRATE_ROUNDS`` (each
-repeating its call for at least ``CALIBRATE_MIN_S``), on the
-bucket's probe size of the index's own vectors as queries. The timing is bounded: on an index
-of more than ``CALIBRATE_CELLS`` values both paths search a leading slice of that many values,
-numpy with the query blocks the full index would use, so each path's cost is its full-size cost
-scaled down by the same factor (both are linear in the rows past the CPU cache). One size does
-not fit all: at 100k x 1280 numpy won batches of 20 and FAISS batches of 256 (benchmarks/README.md).
-Both paths give the same hits up to ties. ``set_search_options(exact_route="numpy"|"faiss")``
-forces one for every batch (export pins numpy so that reruns write the same bytes); ``routes``
-shows the winners measured so far.
+against FAISS ``IndexFlatIP.search``, alternating, medians of ``CALIBRATE_ROUNDS`` timings (each
+repeating its call for at least ``CALIBRATE_MIN_S``), with the bucket's probe size of the
+index's own vectors as queries. The timing is bounded: both paths search a leading slice of the
+index of at most ``CALIBRATE_CELLS`` values and ``CALIBRATE_WORK`` multiply-adds per call, numpy
+with the query blocks the full index would use, so each path's cost is its full-size cost scaled
+down by about the same factor (both are linear in the rows; a slice that fits the CPU cache
+flatters both). One size does not fit all: at 100k x 1280 FAISS won batches of 256 and lost
+batches of 20 (benchmarks/README.md). Both paths give the same hits up to ties.
+``set_search_options(exact_route="numpy"|"faiss")`` forces one for every batch (the exports pin
+numpy so that reruns write the same bytes); ``routes`` shows the winners measured so far.
 """
 from __future__ import annotations
 
@@ -59,7 +59,13 @@ SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP th
 # numpy's per-query cost stops falling once a batch fills one query block (`exact.block_rows`),
 # FAISS's keeps falling up to 4,096 queries: batches past 256 take the 256 bucket's winner.
 BUCKETS = ((2, 4), (5, 10), (20, 32), (64, 128), (256, 256))
-CALIBRATE_CELLS = 16_000_000  # n * dim of the slice the routes are timed on (64 MB, past a 32 MB L3 cache)
+# The slice of the index a route timing searches: at most CALIBRATE_CELLS values (32 MB) and at
+# most CALIBRATE_WORK multiply-adds per call (probe x rows x dim; ~20 ms on one idle core here),
+# never under CALIBRATE_MIN_ROWS rows. A first batch of 256 at 100k x 256 cost 12 s at load 10
+# with a 16M-value slice; with these, a bucket's six timed calls are ~0.1-0.2 s on an idle box.
+CALIBRATE_CELLS = 8_000_000
+CALIBRATE_WORK = 1_000_000_000
+CALIBRATE_MIN_ROWS = 1024
 CALIBRATE_ROUNDS = 3
 CALIBRATE_MIN_S = 0.005  # each timing repeats its call for at least this long
 CALIBRATE_K = 10
@@ -270,11 +276,13 @@ class MovieIndex(Searching):
 
     def _measure_routes(self, probe: int, rounds: int = CALIBRATE_ROUNDS) -> bool:
         """Whether numpy beats FAISS on ``probe`` stored vectors as queries, top `CALIBRATE_K`:
-        alternating, medians of ``rounds``, over at most `CALIBRATE_CELLS` values of the index
-        (a leading slice; numpy keeps the full index's query blocks so the slice scales)."""
+        alternating, medians of ``rounds``, over a leading slice of the index bounded by
+        `CALIBRATE_CELLS` and `CALIBRATE_WORK` (numpy keeps the full index's query blocks, so it
+        makes as many passes over the slice as over the full index: both costs scale alike)."""
         matrix = self._matrix()
         total = len(matrix)
-        rows = min(total, max(1, CALIBRATE_CELLS // self.dim))
+        rows = min(total, max(CALIBRATE_MIN_ROWS, min(CALIBRATE_CELLS // self.dim,
+                                                      CALIBRATE_WORK // (probe * self.dim))))
         picked = np.random.default_rng(0).choice(total, probe, replace=total < probe)
         q = np.array(matrix[np.sort(picked)])
         sample, searched = matrix[:rows], self._index

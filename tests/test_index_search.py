@@ -228,6 +228,7 @@ def test_route_timing_is_bounded_to_a_slice_that_scales(monkeypatch):
     seen = []
     real_exact, real_faiss = index.movie_index.exact_top, index.movie_index._faiss_search
     monkeypatch.setattr(index.movie_index, "CALIBRATE_CELLS", 16 * 1000)  # 1,000 of the 5,000 rows
+    monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_ROWS", 10)
     monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_S", 0)  # one call per timing
     monkeypatch.setattr(index.movie_index, "exact_top", lambda m, q, n, **k: seen.append(("numpy", len(m), len(q), k))
                         or real_exact(m, q, n, **k))
@@ -236,6 +237,14 @@ def test_route_timing_is_bounded_to_a_slice_that_scales(monkeypatch):
     top._measure_routes(64)
     blocks = {"rows": index.exact.block_rows(5000)}  # the full index's query blocks, not the slice's
     assert seen == [("numpy", 1000, 64, blocks), ("faiss", 1000, 64, 10)] * index.movie_index.CALIBRATE_ROUNDS
+    seen.clear()
+    monkeypatch.setattr(index.movie_index, "CALIBRATE_WORK", 64 * 16 * 300)  # 300 rows of work per call
+    top._measure_routes(64)
+    assert seen[:2] == [("numpy", 300, 64, blocks), ("faiss", 300, 64, 10)]
+    seen.clear()
+    monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_ROWS", 500)  # but never a slice under 500 rows
+    top._measure_routes(64)
+    assert seen[:2] == [("numpy", 500, 64, blocks), ("faiss", 500, 64, 10)]
 
 
 def test_block_rows_change_no_result():
