@@ -2,6 +2,7 @@
 
     python benchmarks/index_search.py                 # full run (several minutes on 2 cores)
     python benchmarks/index_search.py --quick         # 4k and 100k only, no 1M
+    python benchmarks/index_search.py --skip-rebuild --rounds 7 --cells '100000x1280:5,20,256'
 
 Exact top-10, three paths in one process, alternating rounds, medians:
   numpy   the plain baseline: ``q @ M.T`` + ``argpartition`` + ``argsort`` of the n best;
@@ -290,7 +291,21 @@ def cold_start(home: Path) -> dict:
             "collab_space": result.get("collab_space")}
 
 
+def _cells(text: str) -> list[tuple[int, int, tuple[int, ...], int]]:
+    """``--cells``: 'NxDIM:B,B;NxDIM:B' -> (n, dim, batches, single queries timed) per cell."""
+    try:
+        out = []
+        for cell in filter(None, text.split(";")):
+            size, batches = cell.split(":")
+            n, dim = (int(x) for x in size.lower().split("x"))
+            out.append((n, dim, tuple(int(b) for b in batches.split(",")), 20 if n * dim > 10_000_000 else 50))
+        return out
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cells {text!r}: write 'NxDIM:B,B;NxDIM:B', e.g. '100000x1280:5,20,256'")
+
+
 def main() -> None:
+    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="skip the 1M runs")
     parser.add_argument("--approx", default="ivf", help="approximate kinds at 1M, comma separated (default: ivf)")
@@ -298,11 +313,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="queries for recall/QPS at 1M (default: 200)")
     parser.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all cores)")
     parser.add_argument("--skip-rebuild", action="store_true", help="skip the rebuild / cold-load timing")
+    parser.add_argument("--cells", type=_cells, default=None, metavar="NxDIM:B,B;...",
+                        help="only these exact-search cells, e.g. '100000x1280:5,20,256;4000x256:1,10', "
+                             "and no 1M runs (default: the built-in grid)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternating timing rounds (default: {ROUNDS})")
     parser.add_argument("--cold-start", type=Path, metavar="HOME",
                         help="only run the cold-start evaluation on HOME's current model (collab, users, visual)")
     args = parser.parse_args()
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
+    ROUNDS = args.rounds
     info = cpu_info()
     print(json.dumps(info), flush=True)
     if args.cold_start:
@@ -313,13 +333,15 @@ def main() -> None:
     sweep = (1, 5, 10, 20, 64, 256)
     plan = [(4_000, 256, sweep, 200), (4_000, 1280, (256,), 200), (100_000, 256, sweep, 50),
             (100_000, 1280, (5, 20, 64, 256), 20)]
-    if not args.quick:
+    if not args.quick and not args.cells:
         plan.append((1_000_000, 256, (20, 100), 5))  # 1M x 1280 (5 GB, twice) does not fit a shared 24 GB box
+    if args.cells:
+        plan = args.cells
     for n, dim, batches, singles in plan:
         result["flat"].append(flat_paths(n, dim, batches, singles))
     if not args.skip_rebuild:
         result["rebuild"] = rebuild_4k()
-    if not args.quick:
+    if not args.quick and not args.cells:
         result["approximate"] = approximate_at(1_000_000, 256, args.queries, [k for k in args.approx.split(",") if k], args.nlist)
     result["load_after"] = machine()["loadavg_1m"]
     print(f"appended to {record('index', result)}")

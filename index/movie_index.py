@@ -67,7 +67,7 @@ CALIBRATE_CELLS = 8_000_000
 CALIBRATE_WORK = 1_000_000_000
 CALIBRATE_MIN_ROWS = 1024
 CALIBRATE_ROUNDS = 3
-CALIBRATE_MIN_S = 0.005  # each timing repeats its call for at least this long
+CALIBRATE_MIN_S = 0.01  # each timing repeats its call for at least this long (a few scheduler slices)
 CALIBRATE_K = 10
 ROUTES = ("auto", "numpy", "faiss")
 
