@@ -9,9 +9,9 @@ Exact top-10, three paths in one process, alternating rounds, medians:
   faiss   `MovieIndex` forced onto FAISS ``IndexFlatIP.search`` for every batch size;
   routed  `MovieIndex` as shipped: FAISS on one thread for a single query; a batch by its
           batch-size bucket (`index.movie_index.BUCKETS`): numpy (`index.exact.exact_top`:
-          blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever won when that bucket was
-          first seen and timed (on a slice of at most 16M values that scales to the full size).
-          The timing runs inside the first search of each bucket, before the timed rounds.
+          blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever was faster on the
+          bucket's first batches (two timed on each path, on the full index). Those trials fall
+          in the first timed round, which the median of the rounds outvotes.
 Every path is checked against `BruteForce` with `index.check_hits` (equal up to ties).
 Prints the machine (CPU, cores, load, library versions, FAISS threads) and appends one JSON line
 to benchmarks/results/index.jsonl. Data are synthetic and clustered (a mixture of Gaussians,
@@ -157,7 +157,7 @@ def _route_of(index: MovieIndex, batch: int) -> str:
     """The path a batch of ``batch`` queries takes (its bucket's winner; FAISS for one query)."""
     from index.movie_index import BUCKETS, bucket_of
 
-    return "faiss" if batch < 2 else index.routes["buckets"][BUCKETS[bucket_of(batch)][0]]
+    return "faiss" if batch < 2 else index.routes["buckets"][BUCKETS[bucket_of(batch)]]
 
 
 def approximate_at(n: int, dim: int, nq: int, kinds: list[str], nlist: int) -> list[dict]:

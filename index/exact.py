@@ -68,16 +68,13 @@ def block_rows(m: int) -> int:
 
 
 def exact_top(matrix: np.ndarray, queries: np.ndarray, n: int, exclude: list[np.ndarray] | None = None,
-              allowed: np.ndarray | None = None, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+              allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Columns and scores of the ``n`` best rows of ``matrix`` for each query, best first.
 
     ``matrix``: float32 (m, dim); ``queries``: float32 (q, dim), already normalised if need be.
     ``exclude``: one array of column positions per query that may not be returned. ``allowed``:
     sorted column positions that may be returned (None: all). Returns ``(cols, vals)`` of shape
-    (q, n), padded with column -1 and score -inf where fewer than ``n`` columns pass. ``rows``:
-    queries per block (default `block_rows` of the columns searched); the route timing sets it
-    to the full index's value when it times a sample of the columns, so the sample makes as many
-    passes over its columns as the full search would.
+    (q, n), padded with column -1 and score -inf where fewer than ``n`` columns pass.
     """
     q = len(queries)
     cols_out = np.full((q, n), -1, np.int64)
@@ -89,7 +86,7 @@ def exact_top(matrix: np.ndarray, queries: np.ndarray, n: int, exclude: list[np.
     m = len(matrix)
     if m == 0 or q == 0:
         return cols_out, vals_out
-    rows = rows or block_rows(m)
+    rows = block_rows(m)
     for start in range(0, q, rows):
         stop = min(q, start + rows)
         scores = queries[start:stop] @ matrix.T

@@ -11,18 +11,18 @@ product is a predicted score. ``describe()["bytes_per_vector"]`` is what one vec
 Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default).
 A single query goes to FAISS on one thread, the fast path it has always had (FAISS's own SIMD
 scan). A batch of 2 or more queries falls in one of the batch-size buckets of `BUCKETS`, and
-each bucket is routed by its own measurement, made once per index, the first time a batch of
-that size is searched: numpy (`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`)
-against FAISS ``IndexFlatIP.search``, alternating, medians of ``CALIBRATE_ROUNDS`` timings (each
-repeating its call for at least ``CALIBRATE_MIN_S``), with the bucket's probe size of the
-index's own vectors as queries. The timing is bounded: both paths search a leading slice of the
-index of at most ``CALIBRATE_CELLS`` values and ``CALIBRATE_WORK`` multiply-adds per call, numpy
-with the query blocks the full index would use, so each path's cost is its full-size cost scaled
-down by about the same factor (both are linear in the rows; a slice that fits the CPU cache
-flatters both). One size does not fit all: at 100k x 1280 FAISS won batches of 256 and lost
-batches of 20 (benchmarks/README.md). Both paths give the same hits up to ties.
-``set_search_options(exact_route="numpy"|"faiss")`` forces one for every batch (the exports pin
-numpy so that reruns write the same bytes); ``routes`` shows the winners measured so far.
+each bucket is routed by its own measurement, made once per index on the first batches of that
+size: they are answered alternately by numpy (`index.exact.exact_top`: blocked matmul, pruning,
+`catalog.top_n`) and by FAISS ``IndexFlatIP.search``, ``TRIALS`` each, timed per query; from
+then on the bucket takes the path with the lower best time. The trials are real searches on the
+full index, so the measurement costs nothing but the slower path's extra time on a few batches,
+and it sees the index at its true size (timings on a slice of a 100k x 256 index that fitted the
+CPU cache favoured FAISS by 2x where numpy was 2x faster on the whole). One size does not fit
+all: at 100k x 1280 FAISS won batches of 256 and lost batches of 20 (benchmarks/README.md).
+Filtered searches are no fair trial (FAISS over-fetches): they take numpy until the bucket is
+decided. Both paths give the same hits up to ties. ``set_search_options(exact_route="numpy"|
+"faiss")`` forces one for every batch (the exports pin numpy so that reruns write the same
+bytes); ``routes`` shows the winners measured so far.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import numpy as np
 
 from catalog import ArtifactError, Hits, Vectors, hits_from
 
-from .exact import Columns, block_rows, exact_top
+from .exact import Columns, exact_top
 from .filters import MovieMetadata
 from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_values, Searching
 
@@ -54,21 +54,12 @@ AUTO_EXACT_MAX = 100_000
 AUTO_APPROXIMATE = "ivf"
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
 SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
-# Batch-size buckets of exact flat searches, each routed by its own measurement: (smallest batch
-# of the bucket, queries the measurement times). 20 is where FAISS switches to its BLAS path;
-# numpy's per-query cost stops falling once a batch fills one query block (`exact.block_rows`),
-# FAISS's keeps falling up to 4,096 queries: batches past 256 take the 256 bucket's winner.
-BUCKETS = ((2, 4), (5, 10), (20, 32), (64, 128), (256, 256))
-# The slice of the index a route timing searches: at most CALIBRATE_CELLS values (32 MB) and at
-# most CALIBRATE_WORK multiply-adds per call (probe x rows x dim; ~20 ms on one idle core here),
-# never under CALIBRATE_MIN_ROWS rows. A first batch of 256 at 100k x 256 cost 12 s at load 10
-# with a 16M-value slice; with these, a bucket's six timed calls are ~0.1-0.2 s on an idle box.
-CALIBRATE_CELLS = 8_000_000
-CALIBRATE_WORK = 1_000_000_000
-CALIBRATE_MIN_ROWS = 1024
-CALIBRATE_ROUNDS = 3
-CALIBRATE_MIN_S = 0.01  # each timing repeats its call for at least this long (a few scheduler slices)
-CALIBRATE_K = 10
+# Batch-size buckets of exact flat searches, each routed by its own measurement: the smallest
+# batch of each. 20 is where FAISS switches to its BLAS path; numpy's per-query cost stops
+# falling once a batch fills one query block (`exact.block_rows`), FAISS's keeps falling up to
+# 4,096 queries, so batches of 256 and more share one bucket (the exports search 256 at a time).
+BUCKETS = (2, 5, 20, 64, 256)
+TRIALS = 2  # timed batches per path and bucket before the bucket's route is fixed
 ROUTES = ("auto", "numpy", "faiss")
 
 
@@ -151,6 +142,8 @@ class MovieIndex(Searching):
         self.metadata = metadata
         self.exact_route = "auto"
         self._winners: dict[int, str] = {}  # bucket -> "numpy" | "faiss", measured once each
+        self._trials: dict[int, dict[str, list[float]]] = {}  # bucket -> path -> seconds per query
+        self._pending: dict[int, dict[str, int]] = {}  # trials running now (concurrent searches)
         self._measuring = threading.Lock()
         self._tune()
 
@@ -189,7 +182,7 @@ class MovieIndex(Searching):
             return
         self._index.add_with_ids(prepared_values(vectors, self.normalize, "MovieIndex.add"), vectors.ids)
         self._columns = Columns(np.concatenate([self._columns.ids, vectors.ids]))
-        self._winners = {}  # a larger index: measure again
+        self._winners, self._trials, self._pending = {}, {}, {}  # a larger index: measure again
 
     # -- facts -----------------------------------------------------------------------------
     @property
@@ -253,50 +246,61 @@ class MovieIndex(Searching):
         allowed = allowed_ids(filter, self.metadata)
         if len(self) == 0:
             return single, [Hits.empty() for _ in q]
-        if self.kind == "flat" and self._numpy_route(len(q)):
-            return single, self._exact(q, n, excludes, allowed)
-        return single, self._faiss_top(q, n, excludes, allowed)
+        if self.kind != "flat":
+            return single, self._faiss_top(q, n, excludes, allowed)
+        path, trial = self._route(len(q), fair=allowed is None)
+        search = self._exact if path == "numpy" else self._faiss_top
+        if trial is None:
+            return single, search(q, n, excludes, allowed)
+        t, took = time.perf_counter(), None
+        try:
+            hits = search(q, n, excludes, allowed)
+            took = (time.perf_counter() - t) / len(q)
+        finally:
+            self._record(trial, path, took)
+        return single, hits
 
-    def _numpy_route(self, q: int) -> bool:
-        """Whether an exact search of ``q`` queries goes to numpy rather than FAISS: a single query
-        never; a batch by its bucket's winner, measured the first time the bucket is seen."""
+    def _route(self, q: int, fair: bool = True) -> tuple[str, int | None]:
+        """The path ("numpy" or "faiss") of an exact search of ``q`` queries, and the bucket it is
+        a timed trial of (None: not a trial). A single query: FAISS. A batch: its bucket's winner;
+        before there is one, the path with fewer trials (numpy first), or numpy once enough trials
+        are running or the search is filtered (``fair`` False)."""
         if self.exact_route != "auto":
-            return self.exact_route == "numpy"
-        if q < 2:
-            return False
-        bucket = bucket_of(q)
-        winner = self._winners.get(bucket)
-        if winner is None:
-            with self._measuring:  # concurrent searches of a new bucket measure it once
-                winner = self._winners.get(bucket)
-                if winner is None:
-                    winner = "numpy" if self._measure_routes(BUCKETS[bucket][1]) else "faiss"
-                    self._winners[bucket] = winner
-        return winner == "numpy"
+            return self.exact_route, None
+        return self._auto_route(q, fair)
 
-    def _measure_routes(self, probe: int, rounds: int = CALIBRATE_ROUNDS) -> bool:
-        """Whether numpy beats FAISS on ``probe`` stored vectors as queries, top `CALIBRATE_K`:
-        alternating, medians of ``rounds``, over a leading slice of the index bounded by
-        `CALIBRATE_CELLS` and `CALIBRATE_WORK` (numpy keeps the full index's query blocks, so it
-        makes as many passes over the slice as over the full index: both costs scale alike)."""
-        matrix = self._matrix()
-        total = len(matrix)
-        rows = min(total, max(CALIBRATE_MIN_ROWS, min(CALIBRATE_CELLS // self.dim,
-                                                      CALIBRATE_WORK // (probe * self.dim))))
-        picked = np.random.default_rng(0).choice(total, probe, replace=total < probe)
-        q = np.array(matrix[np.sort(picked)])
-        sample, searched = matrix[:rows], self._index
-        if rows < total:
-            searched = faiss.IndexFlatIP(self.dim)
-            searched.add(np.ascontiguousarray(sample))
-        k, per_block = min(CALIBRATE_K, rows), block_rows(total)
-        paths = {"numpy": lambda: exact_top(sample, q, k, rows=per_block),
-                 "faiss": lambda: _faiss_search(searched, q, k)}
-        times: dict[str, list[float]] = {"numpy": [], "faiss": []}
-        for _ in range(rounds):
-            for name, fn in paths.items():
-                times[name].append(_per_call(fn))
-        return float(np.median(times["numpy"])) <= float(np.median(times["faiss"]))
+    def _auto_route(self, q: int, fair: bool) -> tuple[str, int | None]:
+        if q < 2:
+            return "faiss", None
+        bucket = bucket_of(q)
+        with self._measuring:
+            winner = self._winners.get(bucket)
+            if winner is not None:
+                return winner, None
+            if not fair:
+                return "numpy", None
+            done = self._trials.setdefault(bucket, {"numpy": [], "faiss": []})
+            pending = self._pending.setdefault(bucket, {"numpy": 0, "faiss": 0})
+            path = min(("numpy", "faiss"), key=lambda p: len(done[p]) + pending[p])
+            if len(done[path]) + pending[path] >= TRIALS:
+                return "numpy", None  # every trial is running: wait for no timing
+            pending[path] += 1
+            return path, bucket
+
+    def _record(self, bucket: int, path: str, seconds_per_query: float | None) -> None:
+        """Book one trial (None: it failed, try again); decide the bucket once both paths have
+        `TRIALS` timings: the lower best time wins (the best is the least disturbed by load)."""
+        with self._measuring:
+            pending = self._pending.get(bucket)
+            done = self._trials.get(bucket)
+            if pending is None or done is None:  # reset by `add` meanwhile
+                return
+            pending[path] -= 1
+            if seconds_per_query is not None:
+                done[path].append(seconds_per_query)
+            if all(len(done[p]) >= TRIALS for p in done):
+                self._winners[bucket] = "numpy" if min(done["numpy"]) <= min(done["faiss"]) else "faiss"
+                del self._trials[bucket], self._pending[bucket]
 
     def _faiss_top(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
         total = len(self)
@@ -365,7 +369,7 @@ class MovieIndex(Searching):
         """How exact searches are routed now: the setting, the single-query path, and per batch
         bucket (named by its smallest batch) the winner measured so far (None: not yet seen)."""
         return {"exact_route": self.exact_route, "single": "faiss",
-                "buckets": {low: self._winners.get(b) for b, (low, _) in enumerate(BUCKETS)}}
+                "buckets": {low: self._winners.get(b) for b, low in enumerate(BUCKETS)}}
 
     def _tune(self) -> None:
         inner = faiss.downcast_index(self._index.index)
@@ -416,21 +420,9 @@ def train_inner(inner, train: np.ndarray) -> None:
         inner.train(train)
 
 
-def _per_call(fn) -> float:
-    """Seconds per call of ``fn``, repeated until `CALIBRATE_MIN_S` seconds have passed: a call of
-    a tenth of a millisecond timed once is mostly scheduling noise on a shared machine."""
-    at_least, calls, start = CALIBRATE_MIN_S, 0, time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= at_least:
-            return elapsed / calls
-
-
 def bucket_of(q: int) -> int:
     """The `BUCKETS` position of a batch of ``q`` queries (2 or more)."""
-    return max(b for b, (low, _) in enumerate(BUCKETS) if q >= low)
+    return max(b for b, low in enumerate(BUCKETS) if q >= low)
 
 
 def _faiss_search(index, q: np.ndarray, k: int):

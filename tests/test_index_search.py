@@ -99,12 +99,9 @@ def test_exact_batch_routes_equal_brute_force_including_ties(normalize):
         assert got.movie_ids.tolist() == exp.movie_ids.tolist()
 
 
-@pytest.mark.parametrize("numpy_first", [True, False])
-def test_every_batch_bucket_either_winner_equals_brute_force_including_ties(monkeypatch, numpy_first):
-    """Buckets measured alternately numpy / FAISS: every batch size, on either route, gives
-    brute force's hits with its ties, also with per-query excludes."""
-    winners = iter([numpy_first, not numpy_first] * 3)
-    monkeypatch.setattr(MovieIndex, "_measure_routes", lambda self, probe: next(winners))
+def test_every_batch_bucket_on_either_route_equals_brute_force_including_ties():
+    """Each bucket's trials run both routes on real batches: every answer, on either route and at
+    every batch size, is brute force's, ties included, also with per-query excludes."""
     v = tie_heavy(n=2000)
     rng = np.random.default_rng(4)
     q = rng.integers(-2, 3, size=(300, v.dim)).astype(np.float32)
@@ -114,148 +111,106 @@ def test_every_batch_bucket_either_winner_equals_brute_force_including_ties(monk
         exclude = [v.ids[i:i + 40] for i in range(b)]
         want = ref.search_each(q[:b], n=12, exclude=exclude)
         assert sum(len(np.unique(h.scores)) < 12 for h in want) >= b // 2  # ties inside the top 12
-        check_hits(top.search_each(q[:b], n=12, exclude=exclude), want)
+        for _ in range(2 * index.movie_index.TRIALS + 1):  # both routes' trials, then the winner
+            check_hits(top.search_each(q[:b], n=12, exclude=exclude), want)
         check_hits(top.search_each(q[:b], n=12), ref.search_each(q[:b], n=12))
-    assert list(top.routes["buckets"].values()) == ["numpy" if (k % 2 == 0) == numpy_first else "faiss"
-                                                    for k in range(5)]
-
-
-@pytest.mark.parametrize("numpy_faster", [True, False])
-def test_flat_batches_take_the_measured_route_and_single_queries_faiss(monkeypatch, numpy_faster):
-    calls, measured = [], []
-    real = index.movie_index.exact_top
-    monkeypatch.setattr(index.movie_index, "exact_top", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
-    monkeypatch.setattr(MovieIndex, "_measure_routes", lambda self, probe: measured.append(probe) or numpy_faster)
-    v = random_vectors(n=2000)
-    top = MovieIndex.build(v)
-    top.search(v.values[0], n=5)
-    top.search_each(v.values[:1], n=5)
-    assert calls == [] and measured == [] and set(top.routes["buckets"].values()) == {None}  # single: FAISS, unmeasured
-    top.search(v.values[:20], n=5)
-    top.search(v.values[:63], n=5)
-    assert calls == ([20, 63] if numpy_faster else []) and measured == [32]  # one bucket, measured once
-    winner = "numpy" if numpy_faster else "faiss"
-    assert top.routes == {"exact_route": "auto", "single": "faiss",
-                          "buckets": {2: None, 5: None, 20: winner, 64: None, 256: None}}
-    with pytest.raises(ValueError, match="exact_route"):
-        top.set_search_options(exact_route="gpu")
+    assert None not in top.routes["buckets"].values()
 
 
 class FakeClock:
-    """A clock that only the route timing's own calls move: numpy costs ``q`` units for ``q``
-    queries, FAISS ``40 + q / 2``, so numpy wins batches under 80 and FAISS the larger ones."""
+    """A clock that only the searches move: numpy costs ``q`` units for ``q`` queries, FAISS
+    ``40 + q / 2``, so numpy wins batches under 80 and FAISS the larger ones. Records each path."""
 
-    def __init__(self):
-        self.now, self.timed = 0.0, []
+    def __init__(self, monkeypatch, numpy_cost=lambda q: q, faiss_cost=lambda q: 40 + q / 2):
+        self.now, self.used = 0.0, []
+        monkeypatch.setattr(index.movie_index, "time", self)
+        for name, path, cost in (("_exact", "numpy", numpy_cost), ("_faiss_top", "faiss", faiss_cost)):
+            real = getattr(MovieIndex, name)
+
+            def timed(index_, q, *a, _real=real, _path=path, _cost=cost):
+                self.used.append((_path, len(q)))
+                self.now += _cost(len(q))
+                return _real(index_, q, *a)
+
+            monkeypatch.setattr(MovieIndex, name, timed)
 
     def perf_counter(self):
         return self.now
 
 
 def test_batch_sizes_take_their_own_route_each_measured_once(monkeypatch):
-    clock = FakeClock()
-    real_exact, real_faiss = index.movie_index.exact_top, index.movie_index._faiss_search
-    measuring = []
-
-    def timed_exact(matrix, q, n, *a, **k):
-        if measuring:
-            clock.now += len(q)
-            clock.timed.append(("numpy", len(q)))
-        return real_exact(matrix, q, n, *a, **k)
-
-    def timed_faiss(searched, q, k):
-        if measuring:
-            clock.now += 40 + len(q) / 2
-            clock.timed.append(("faiss", len(q)))
-        return real_faiss(searched, q, k)
-
-    real_measure = MovieIndex._measure_routes
-
-    def measure(self, probe, *a, **k):
-        measuring.append(probe)
-        try:
-            return real_measure(self, probe, *a, **k)
-        finally:
-            measuring.remove(probe)
-
-    monkeypatch.setattr(index.movie_index, "time", clock)
-    monkeypatch.setattr(index.movie_index, "exact_top", timed_exact)
-    monkeypatch.setattr(index.movie_index, "_faiss_search", timed_faiss)
-    monkeypatch.setattr(MovieIndex, "_measure_routes", measure)
-    used = []
-    for name in ("_exact", "_faiss_top"):
-        real_path = getattr(MovieIndex, name)
-        monkeypatch.setattr(MovieIndex, name, lambda self, q, *a, _r=real_path, _n=name: used.append((_n, len(q)))
-                            or _r(self, q, *a))
+    clock = FakeClock(monkeypatch)
     v = random_vectors(n=3000, dim=8)
     top, ref = MovieIndex.build(v), BruteForce.build(v)
     q = queries(300, v.dim, seed=5)
-    for b in (1, 3, 10, 40, 100, 300, 4, 19, 63, 255):
-        check_hits(top.search_each(q[:b], n=7), ref.search_each(q[:b], n=7))
-    # each bucket measured once, on its probe size, both paths alternating over CALIBRATE_ROUNDS
-    rounds = index.movie_index.CALIBRATE_ROUNDS
-    assert clock.timed == [(path, probe) for probe in (4, 10, 32, 128, 256) for _ in range(rounds)
-                           for path in ("numpy", "faiss")]
-    assert top.routes["buckets"] == {2: "numpy", 5: "numpy", 20: "numpy", 64: "faiss", 256: "faiss"}
-    route = {b: n for n, b in used}
-    assert route == {1: "_faiss_top", 3: "_exact", 10: "_exact", 40: "_exact", 100: "_faiss_top",
-                     300: "_faiss_top", 4: "_exact", 19: "_exact", 63: "_exact", 255: "_faiss_top"}
+    trials = 2 * index.movie_index.TRIALS
+    for b in (3, 10, 40, 100, 300):  # one batch size per bucket
+        for _ in range(trials + 3):
+            check_hits(top.search_each(q[:b], n=7), ref.search_each(q[:b], n=7))
+        paths = [p for p, size in clock.used if size == b]
+        assert paths[:trials] == ["numpy", "faiss"] * index.movie_index.TRIALS  # the trials alternate
+        winner = "numpy" if b < 80 else "faiss"
+        assert paths[trials:] == [winner] * 3  # then the bucket's winner, measured once
+    assert top.routes == {"exact_route": "auto", "single": "faiss",
+                          "buckets": {2: "numpy", 5: "numpy", 20: "numpy", 64: "faiss", 256: "faiss"}}
+    clock.used.clear()
+    for b in (4, 19, 63, 255, 1000):  # other sizes of the same buckets: no new trials
+        top.search(np.resize(q, (b, v.dim)), n=7)
+    assert clock.used == [("numpy", 4), ("numpy", 19), ("numpy", 63), ("faiss", 255), ("faiss", 1000)]
+    clock.used.clear()
+    top.search(q[0], n=7)
+    top.search(q[:1], n=7)
+    assert clock.used == [("faiss", 1), ("faiss", 1)]  # single queries: FAISS, never timed
     top.set_search_options(exact_route="faiss")  # a pin overrides every bucket
-    used.clear()
     top.search(q[:40], n=7)
-    assert used == [("_faiss_top", 40)]
+    top.set_search_options(exact_route="numpy")
+    top.search(q[:300], n=7)
+    assert clock.used[2:] == [("faiss", 40), ("numpy", 300)]
+    top.set_search_options(exact_route="auto")
     top.add(random_vectors(n=10, dim=8, seed=9, offset=10**6))  # a larger index is measured afresh
     assert set(top.routes["buckets"].values()) == {None}
+    with pytest.raises(ValueError, match="exact_route"):
+        top.set_search_options(exact_route="gpu")
 
 
-def test_route_timing_is_bounded_to_a_slice_that_scales(monkeypatch):
-    v = random_vectors(n=5000, dim=16)
+def test_trials_are_per_query_and_use_the_best_time(monkeypatch):
+    # numpy: 10 per query, once disturbed (500); FAISS: 20 per query. Best times: numpy wins.
+    costs = iter([500.0, 10.0])
+    FakeClock(monkeypatch, numpy_cost=lambda q: next(costs, 10.0) * q, faiss_cost=lambda q: 20.0 * q)
+    v = random_vectors(n=500, dim=8)
     top = MovieIndex.build(v)
-    assert top._measure_routes(32) in (True, False)  # real timings, whole index
-    clock = FakeClock()
-    monkeypatch.setattr(index.movie_index, "time", clock)
-    calls = []
+    for b in (20, 63, 20, 63):  # same bucket, different sizes: compared per query
+        top.search(v.values[:b], n=5)
+    assert top.routes["buckets"][20] == "numpy"
 
-    def one_ms(*a, **k):
-        calls.append(1)
-        clock.now += 0.001
 
-    monkeypatch.setattr(index.movie_index, "exact_top", one_ms)
-    monkeypatch.setattr(index.movie_index, "_faiss_search", one_ms)
-    monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_S", 0.0095)
-    top._measure_routes(32)
-    assert len(calls) == 2 * 10 * index.movie_index.CALIBRATE_ROUNDS  # a 1 ms call is repeated for >= 9.5 ms
+def test_filtered_and_failed_searches_are_no_trial(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    v = random_vectors(n=2000, dim=16)
+    meta = metadata_for(v)
+    top = MovieIndex.build(v, metadata=meta)
+    for _ in range(5):
+        top.search(v.values[:30], n=5, filter=MovieFilter(genres=("Horror",)))
+    assert [p for p, _ in clock.used] == ["numpy"] * 5 and top.routes["buckets"][20] is None
+    monkeypatch.setattr(index.movie_index, "exact_top", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        top.search(v.values[:30], n=5)
     monkeypatch.undo()
-    seen = []
-    real_exact, real_faiss = index.movie_index.exact_top, index.movie_index._faiss_search
-    monkeypatch.setattr(index.movie_index, "CALIBRATE_CELLS", 16 * 1000)  # 1,000 of the 5,000 rows
-    monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_ROWS", 10)
-    monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_S", 0)  # one call per timing
-    monkeypatch.setattr(index.movie_index, "exact_top", lambda m, q, n, **k: seen.append(("numpy", len(m), len(q), k))
-                        or real_exact(m, q, n, **k))
-    monkeypatch.setattr(index.movie_index, "_faiss_search", lambda ix, q, k: seen.append(("faiss", ix.ntotal, len(q), k))
-                        or real_faiss(ix, q, k))
-    top._measure_routes(64)
-    blocks = {"rows": index.exact.block_rows(5000)}  # the full index's query blocks, not the slice's
-    assert seen == [("numpy", 1000, 64, blocks), ("faiss", 1000, 64, 10)] * index.movie_index.CALIBRATE_ROUNDS
-    seen.clear()
-    monkeypatch.setattr(index.movie_index, "CALIBRATE_WORK", 64 * 16 * 300)  # 300 rows of work per call
-    top._measure_routes(64)
-    assert seen[:2] == [("numpy", 300, 64, blocks), ("faiss", 300, 64, 10)]
-    seen.clear()
-    monkeypatch.setattr(index.movie_index, "CALIBRATE_MIN_ROWS", 500)  # but never a slice under 500 rows
-    top._measure_routes(64)
-    assert seen[:2] == [("numpy", 500, 64, blocks), ("faiss", 500, 64, 10)]
+    clock = FakeClock(monkeypatch)
+    for _ in range(2 * index.movie_index.TRIALS):
+        top.search(v.values[:30], n=5)
+    assert [p for p, _ in clock.used] == ["numpy", "faiss"] * index.movie_index.TRIALS  # the failed trial is retried
+    assert top.routes["buckets"][20] == "numpy"
 
 
-def test_block_rows_change_no_result():
-    v = random_vectors(n=700)
-    q = queries(50, v.dim)
-    whole = index.exact.exact_top(v.values, q, 9)
-    for rows in (1, 7, 50):
-        got = index.exact.exact_top(v.values, q, 9, rows=rows)
-        np.testing.assert_array_equal(got[0], whole[0])
-        np.testing.assert_allclose(got[1], whole[1], rtol=1e-6)
+def test_concurrent_trials_are_handed_out_once():
+    v = random_vectors(n=200, dim=4)
+    top = MovieIndex.build(v)
+    handed = [top._route(30) for _ in range(2 * index.movie_index.TRIALS + 2)]  # none finished yet
+    assert handed == [("numpy", 2), ("faiss", 2)] * index.movie_index.TRIALS + [("numpy", None)] * 2
+    for path, bucket in handed[:-2]:
+        top._record(bucket, path, 1.0 if path == "numpy" else 2.0)
+    assert top._route(30) == ("numpy", None) and top.routes["buckets"][20] == "numpy"
 
 
 def test_pruned_kernel_equals_top_n_with_ties(monkeypatch):
