@@ -10,7 +10,7 @@ Exact top-10, three paths in one process, alternating rounds, medians:
   routed  `MovieIndex` as shipped: FAISS on one thread for a single query; a batch by its
           batch-size bucket (`index.movie_index.BUCKETS`): numpy (`index.exact.exact_top`:
           blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever was faster on the
-          bucket's first batches (two timed on each path, on the full index). Those trials run
+          bucket's first batches (TRIALS, 3, timed on each path, on the full index). Those trials run
           before the timed rounds (each batch size's trial calls are reported as ms/call).
 Every path is checked against `BruteForce` with `index.check_hits` (equal up to ties).
 Prints the machine (CPU, cores, load, library versions, FAISS threads) and appends one JSON line

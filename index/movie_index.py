@@ -13,7 +13,7 @@ A single query goes to FAISS on one thread, the fast path it has always had (FAI
 scan). A batch of 2 or more queries falls in one of the batch-size buckets of `BUCKETS`, and
 each bucket is routed by its own measurement, made once per index on the first batches of that
 size: they are answered alternately by numpy (`index.exact.exact_top`: blocked matmul, pruning,
-`catalog.top_n`) and by FAISS ``IndexFlatIP.search``, ``TRIALS`` each, timed per query; from
+`catalog.top_n`) and by FAISS ``IndexFlatIP.search``, ``TRIALS`` (3) each, timed per query; from
 then on the bucket takes the path with the lower best time. The trials are real searches on the
 full index, so the measurement costs nothing but the slower path's extra time on a few batches,
 and it sees the index at its true size (timings on a slice of a 100k x 256 index that fitted the
@@ -59,7 +59,7 @@ SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP th
 # falling once a batch fills one query block (`exact.block_rows`), FAISS's keeps falling up to
 # 4,096 queries, so batches of 256 and more share one bucket (the exports search 256 at a time).
 BUCKETS = (2, 5, 20, 64, 256)
-TRIALS = 2  # timed batches per path and bucket before the bucket's route is fixed
+TRIALS = 3  # timed batches per path and bucket before the bucket's route is fixed (the best of 3)
 ROUTES = ("auto", "numpy", "faiss")
 
 
