@@ -16,8 +16,9 @@ size: they are answered alternately by numpy (`index.exact.exact_top`: blocked m
 `catalog.top_n`) and by FAISS ``IndexFlatIP.search``, ``TRIALS`` (3) each, timed per query; from
 then on the bucket takes the path with the lower best time. The trials are real searches on the
 full index, so the measurement costs nothing but the slower path's extra time on a few batches,
-and it sees the index at its true size (timings on a slice of a 100k x 256 index that fitted the
-CPU cache favoured FAISS by 2x where numpy was 2x faster on the whole). One size does not fit
+and it sees the index at its true size (a first version timed a cache-sized slice: at 100k x 256
+and 256 queries the slice had numpy 1.2x ahead where the whole index had it 3.2x ahead, and
+under load it picked FAISS twice where numpy was ~2x faster). One size does not fit
 all: at 100k x 1280 FAISS won batches of 256 and lost batches of 20 (benchmarks/README.md).
 Filtered searches are no fair trial (FAISS over-fetches): they take numpy until the bucket is
 decided. Both paths give the same hits up to ties. ``set_search_options(exact_route="numpy"|
