@@ -284,7 +284,7 @@ class MovieIndex(Searching):
             pending = self._pending.setdefault(bucket, {"numpy": 0, "faiss": 0})
             path = min(("numpy", "faiss"), key=lambda p: len(done[p]) + pending[p])
             if len(done[path]) + pending[path] >= TRIALS:
-                return "numpy", None  # every trial is running: wait for no timing
+                return "numpy", None  # all trials are running: this search runs untimed
             pending[path] += 1
             return path, bucket
 
