@@ -2,13 +2,16 @@
 
     python benchmarks/index_search.py                 # full run (several minutes on 2 cores)
     python benchmarks/index_search.py --quick         # 4k and 100k only, no 1M
+    python benchmarks/index_search.py --skip-rebuild --rounds 7 --cells '100000x1280:5,20,256'
 
 Exact top-10, three paths in one process, alternating rounds, medians:
   numpy   the plain baseline: ``q @ M.T`` + ``argpartition`` + ``argsort`` of the n best;
   faiss   `MovieIndex` forced onto FAISS ``IndexFlatIP.search`` for every batch size;
-  routed  `MovieIndex` as shipped: FAISS below 20 queries; from 20 on, numpy
-          (`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever
-          won when measured once at the first such batch (numpy unmeasured past 10M values).
+  routed  `MovieIndex` as shipped: FAISS on one thread for a single query; a batch by its
+          batch-size bucket (`index.movie_index.BUCKETS`): numpy (`index.exact.exact_top`:
+          blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever was faster on the
+          bucket's first batches (TRIALS, 3, timed on each path, on the full index). Those trials run
+          before the timed rounds (each batch size's trial calls are reported as ms/call).
 Every path is checked against `BruteForce` with `index.check_hits` (equal up to ties).
 Prints the machine (CPU, cores, load, library versions, FAISS threads) and appends one JSON line
 to benchmarks/results/index.jsonl. Data are synthetic and clustered (a mixture of Gaussians,
@@ -34,6 +37,7 @@ sys.path.insert(1, str(HERE))
 from catalog import Vectors  # noqa: E402
 from common import machine, record  # noqa: E402
 from index import BruteForce, MovieIndex, check_hits  # noqa: E402
+from index.movie_index import TRIALS  # noqa: E402
 
 N_TOP = 10
 ROUNDS = 5
@@ -109,7 +113,13 @@ def flat_paths(n: int, dim: int, batches: tuple[int, ...], singles: int) -> dict
     forced.set_search_options(exact_route="faiss")  # FAISS for every batch size
     q = _queries(dim, max(max(batches), singles), seed=7)
     want = BruteForce.build(vectors).search(q[:max(batches)], N_TOP)
-    exact = {"routed": agrees(routed.search(q[:max(batches)], N_TOP), want),
+    first_s, routed_ok = {}, []
+    for b in batches:  # each batch size's first routed searches: its bucket's trials, if new
+        t = time.perf_counter()
+        for _ in range(2 * TRIALS):
+            routed_ok.append(agrees(routed.search(q[:b], N_TOP), want[:b]))
+        first_s[b] = (time.perf_counter() - t) / (2 * TRIALS)
+    exact = {"routed": all(routed_ok),
              "faiss": agrees(forced.search(q[:max(batches)], N_TOP), want),
              "routed_single": agrees([routed.search(q[i], N_TOP) for i in range(singles)], want[:singles])}
     paths = {"numpy": lambda b: numpy_top(data, b, N_TOP), "faiss": lambda b: forced.search(b, N_TOP),
@@ -128,18 +138,27 @@ def flat_paths(n: int, dim: int, batches: tuple[int, ...], singles: int) -> dict
     row = {"n": n, "dim": dim, "build_s": build_s, "exact_equals_brute_force": exact, "routes": routed.routes,
            "single_ms": {p: med[("single", p)] * 1e3 for p in paths},
            "batches": [{"batch": b, **{f"qps_{p}": b / med[(b, p)] for p in paths},
+                        "trial_call_s": first_s[b], "route": _route_of(routed, b),
                         "routed_vs_numpy": med[(b, "numpy")] / med[(b, "routed")],
                         "faiss_vs_numpy": med[(b, "numpy")] / med[(b, "faiss")]} for b in batches]}
     s = row["single_ms"]
     print(f"flat n={n:>8} dim={dim:>5}  exact==brute force {exact}; build {build_s:.2f} s; "
-          f"batches of 20+ routed to {routed.routes['batch_winner']}", flush=True)
+          f"buckets routed to {routed.routes['buckets']}", flush=True)
     print(f"  single query: numpy {s['numpy']:.2f} ms, faiss {s['faiss']:.2f} ms, routed {s['routed']:.2f} ms "
           f"(routed x{s['numpy'] / s['routed']:.2f} numpy)", flush=True)
     for r in row["batches"]:
         print(f"  batch {r['batch']:>4}: q/s numpy {r['qps_numpy']:>8.0f}  faiss {r['qps_faiss']:>8.0f}  routed "
-              f"{r['qps_routed']:>8.0f}  | routed x{r['routed_vs_numpy']:.2f} numpy, faiss x{r['faiss_vs_numpy']:.2f} numpy",
-              flush=True)
+              f"{r['qps_routed']:>8.0f} ({r['route']})  | routed x{r['routed_vs_numpy']:.2f} numpy, "
+              f"x{r['qps_routed'] / r['qps_faiss']:.2f} faiss; faiss x{r['faiss_vs_numpy']:.2f} numpy; "
+              f"trials {r['trial_call_s'] * 1e3:.0f} ms/call", flush=True)
     return row
+
+
+def _route_of(index: MovieIndex, batch: int) -> str:
+    """The path a batch of ``batch`` queries takes (its bucket's winner; FAISS for one query)."""
+    from index.movie_index import BUCKETS, bucket_of
+
+    return "faiss" if batch < 2 else index.routes["buckets"][BUCKETS[bucket_of(batch)]]
 
 
 def approximate_at(n: int, dim: int, nq: int, kinds: list[str], nlist: int) -> list[dict]:
@@ -273,7 +292,21 @@ def cold_start(home: Path) -> dict:
             "collab_space": result.get("collab_space")}
 
 
+def _cells(text: str) -> list[tuple[int, int, tuple[int, ...], int]]:
+    """``--cells``: 'NxDIM:B,B;NxDIM:B' -> (n, dim, batches, single queries timed) per cell."""
+    try:
+        out = []
+        for cell in filter(None, text.split(";")):
+            size, batches = cell.split(":")
+            n, dim = (int(x) for x in size.lower().split("x"))
+            out.append((n, dim, tuple(int(b) for b in batches.split(",")), 20 if n * dim > 10_000_000 else 50))
+        return out
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--cells {text!r}: write 'NxDIM:B,B;NxDIM:B', e.g. '100000x1280:5,20,256'")
+
+
 def main() -> None:
+    global ROUNDS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="skip the 1M runs")
     parser.add_argument("--approx", default="ivf", help="approximate kinds at 1M, comma separated (default: ivf)")
@@ -281,11 +314,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="queries for recall/QPS at 1M (default: 200)")
     parser.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all cores)")
     parser.add_argument("--skip-rebuild", action="store_true", help="skip the rebuild / cold-load timing")
+    parser.add_argument("--cells", type=_cells, default=None, metavar="NxDIM:B,B;...",
+                        help="only these exact-search cells, e.g. '100000x1280:5,20,256;4000x256:1,10', "
+                             "and no 1M runs (default: the built-in grid)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternating timing rounds (default: {ROUNDS})")
     parser.add_argument("--cold-start", type=Path, metavar="HOME",
                         help="only run the cold-start evaluation on HOME's current model (collab, users, visual)")
     args = parser.parse_args()
     if args.threads:
         faiss.omp_set_num_threads(args.threads)
+    ROUNDS = args.rounds
     info = cpu_info()
     print(json.dumps(info), flush=True)
     if args.cold_start:
@@ -295,14 +333,16 @@ def main() -> None:
     result: dict = {"faiss_info": {k: info[k] for k in ("faiss", "faiss_threads")}, "flat": [], "approximate": []}
     sweep = (1, 5, 10, 20, 64, 256)
     plan = [(4_000, 256, sweep, 200), (4_000, 1280, (256,), 200), (100_000, 256, sweep, 50),
-            (100_000, 1280, (20, 256), 20)]
-    if not args.quick:
+            (100_000, 1280, (5, 20, 64, 256), 20)]
+    if not args.quick and not args.cells:
         plan.append((1_000_000, 256, (20, 100), 5))  # 1M x 1280 (5 GB, twice) does not fit a shared 24 GB box
+    if args.cells:
+        plan = args.cells
     for n, dim, batches, singles in plan:
         result["flat"].append(flat_paths(n, dim, batches, singles))
     if not args.skip_rebuild:
         result["rebuild"] = rebuild_4k()
-    if not args.quick:
+    if not args.quick and not args.cells:
         result["approximate"] = approximate_at(1_000_000, 256, args.queries, [k for k in args.approx.split(",") if k], args.nlist)
     result["load_after"] = machine()["loadavg_1m"]
     print(f"appended to {record('index', result)}")

@@ -62,6 +62,11 @@ class Columns:
         return self._order[at]
 
 
+def block_rows(m: int) -> int:
+    """Queries per block over ``m`` columns: one block's float32 scores stay under ``BLOCK_BYTES``."""
+    return max(1, BLOCK_BYTES // (4 * max(m, 1)))
+
+
 def exact_top(matrix: np.ndarray, queries: np.ndarray, n: int, exclude: list[np.ndarray] | None = None,
               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Columns and scores of the ``n`` best rows of ``matrix`` for each query, best first.
@@ -81,7 +86,7 @@ def exact_top(matrix: np.ndarray, queries: np.ndarray, n: int, exclude: list[np.
     m = len(matrix)
     if m == 0 or q == 0:
         return cols_out, vals_out
-    rows = max(1, BLOCK_BYTES // (4 * m))
+    rows = block_rows(m)
     for start in range(0, q, rows):
         stop = min(q, start + rows)
         scores = queries[start:stop] @ matrix.T

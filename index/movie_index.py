@@ -12,18 +12,27 @@ candidates, which a memory-mapped load (`load(..., mmap=True)`) leaves in the fi
 size (`auto_kind`). ``normalize=False`` keeps raw inner products, for ranking vectors whose dot
 product is a predicted score. ``describe()["bytes_per_vector"]`` is what one vector costs.
 
-Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default):
-below ``BATCH`` (20) queries, FAISS on one thread, the fast path for single queries (FAISS's
-own SIMD scan; it only calls its bundled BLAS from 20 queries on). From 20 queries on, numpy
-(`index.exact.exact_top`: blocked matmul, pruning, `catalog.top_n`) or FAISS, whichever was
-faster when measured once, at the first such batch, on 64 of the index's own vectors; an index
-of more than ``CALIBRATE_MAX_CELLS`` values skips the measurement and takes numpy, which was
-1.2-3.6x faster than the faiss-cpu wheel's BLAS at that size (benchmarks/README.md). Both paths
-give the same hits up to ties. ``set_search_options(exact_route="numpy"|"faiss")`` forces one.
+Exact (``flat``) searches take whichever path is faster (``exact_route="auto"``, the default).
+A single query goes to FAISS on one thread, the fast path it has always had (FAISS's own SIMD
+scan). A batch of 2 or more queries falls in one of the batch-size buckets of `BUCKETS`, and
+each bucket is routed by its own measurement, made once per index on the first batches of that
+size: they are answered alternately by numpy (`index.exact.exact_top`: blocked matmul, pruning,
+`catalog.top_n`) and by FAISS ``IndexFlatIP.search``, ``TRIALS`` (3) each, timed per query; from
+then on the bucket takes the path with the lower best time. The trials are real searches on the
+full index, so the measurement costs nothing but the slower path's extra time on a few batches,
+and it sees the index at its true size (a first version timed a cache-sized slice: at 100k x 256
+and 256 queries the slice had numpy 1.2x ahead where the whole index had it 3.2x ahead, and
+under load it picked FAISS twice where numpy was ~2x faster). One size does not fit
+all: at 100k x 1280 FAISS won batches of 256 and lost batches of 20 (benchmarks/README.md).
+Filtered searches are no fair trial (FAISS over-fetches): they take numpy until the bucket is
+decided. Both paths give the same hits up to ties. ``set_search_options(exact_route="numpy"|
+"faiss")`` forces one for every batch (the exports pin numpy so that reruns write the same
+bytes); ``routes`` shows the winners measured so far.
 """
 from __future__ import annotations
 
 import math
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -56,8 +65,12 @@ AUTO_APPROXIMATE = "ivfpq"
 REFINE = 8
 SCAN_FRACTION = 0.25   # over-fetching past this share of the index: scan exactly instead
 SMALL_BATCH = 20       # below this FAISS does not use BLAS, and extra OpenMP threads only add waiting
-BATCH = SMALL_BATCH    # flat searches of this many queries or more may go to numpy (see the module doc)
-CALIBRATE_MAX_CELLS = 10_000_000  # n * dim above which the numpy route is taken without measuring
+# Batch-size buckets of exact flat searches, each routed by its own measurement: the smallest
+# batch of each. 20 is where FAISS switches to its BLAS path; numpy's per-query cost stops
+# falling once a batch fills one query block (`exact.block_rows`), FAISS's keeps falling up to
+# 4,096 queries, so batches of 256 and more share one bucket (the exports search 256 at a time).
+BUCKETS = (2, 5, 20, 64, 256)
+TRIALS = 3  # timed batches per path and bucket before the bucket's route is fixed (the best of 3)
 ROUTES = ("auto", "numpy", "faiss")
 
 
@@ -148,7 +161,10 @@ class MovieIndex(Searching):
         self._columns = Columns(np.asarray(ids, dtype=np.int64))
         self.metadata = metadata
         self.exact_route = "auto"
-        self._numpy_faster: bool | None = None  # measured once, at the first large flat batch
+        self._winners: dict[int, str] = {}  # bucket -> "numpy" | "faiss", measured once each
+        self._trials: dict[int, dict[str, list[float]]] = {}  # bucket -> path -> seconds per query
+        self._pending: dict[int, dict[str, int]] = {}  # trials running now (concurrent searches)
+        self._measuring = threading.Lock()
         self._tune()
 
     # -- building ------------------------------------------------------------------------
@@ -186,7 +202,7 @@ class MovieIndex(Searching):
             return
         self._index.add_with_ids(prepared_values(vectors, self.normalize, "MovieIndex.add"), vectors.ids)
         self._columns = Columns(np.concatenate([self._columns.ids, vectors.ids]))
-        self._numpy_faster = None
+        self._winners, self._trials, self._pending = {}, {}, {}  # a larger index: measure again
 
     # -- facts -----------------------------------------------------------------------------
     @property
@@ -263,35 +279,61 @@ class MovieIndex(Searching):
         allowed = allowed_ids(filter, self.metadata)
         if len(self) == 0:
             return single, [Hits.empty() for _ in q]
-        if self.kind == "flat" and self._numpy_route(len(q)):
-            return single, self._exact(q, n, excludes, allowed)
-        return single, self._faiss_top(q, n, excludes, allowed)
+        if self.kind != "flat":
+            return single, self._faiss_top(q, n, excludes, allowed)
+        path, trial = self._route(len(q), fair=allowed is None)
+        search = self._exact if path == "numpy" else self._faiss_top
+        if trial is None:
+            return single, search(q, n, excludes, allowed)
+        t, took = time.perf_counter(), None
+        try:
+            hits = search(q, n, excludes, allowed)
+            took = (time.perf_counter() - t) / len(q)
+        finally:
+            self._record(trial, path, took)
+        return single, hits
 
-    def _numpy_route(self, q: int) -> bool:
-        """Whether an exact search of ``q`` queries goes to numpy rather than FAISS."""
+    def _route(self, q: int, fair: bool = True) -> tuple[str, int | None]:
+        """The path ("numpy" or "faiss") of an exact search of ``q`` queries, and the bucket it is
+        a timed trial of (None: not a trial). A single query: FAISS. A batch: its bucket's winner;
+        before there is one, the path with fewer trials (numpy first), or numpy once enough trials
+        are running or the search is filtered (``fair`` False)."""
         if self.exact_route != "auto":
-            return self.exact_route == "numpy"
-        if q < BATCH:
-            return False
-        if self._numpy_faster is None:
-            self._numpy_faster = self._measure_routes()
-        return self._numpy_faster
+            return self.exact_route, None
+        return self._auto_route(q, fair)
 
-    def _measure_routes(self, probe: int = 64, rounds: int = 3) -> bool:
-        """Time numpy and FAISS on ``probe`` of the stored vectors, alternating, medians."""
-        if len(self) * self.dim > CALIBRATE_MAX_CELLS:
-            return True
-        matrix = self._matrix()
-        q = np.array(matrix[np.random.default_rng(0).choice(len(matrix), min(probe, len(matrix)), replace=False)])
-        times: dict[str, list[float]] = {"numpy": [], "faiss": []}
-        for _ in range(rounds):
-            t = time.perf_counter()
-            exact_top(matrix, q, 10)
-            times["numpy"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            _faiss_search(self._index, q, min(10, len(self)))
-            times["faiss"].append(time.perf_counter() - t)
-        return float(np.median(times["numpy"])) <= float(np.median(times["faiss"]))
+    def _auto_route(self, q: int, fair: bool) -> tuple[str, int | None]:
+        if q < 2:
+            return "faiss", None
+        bucket = bucket_of(q)
+        with self._measuring:
+            winner = self._winners.get(bucket)
+            if winner is not None:
+                return winner, None
+            if not fair:
+                return "numpy", None
+            done = self._trials.setdefault(bucket, {"numpy": [], "faiss": []})
+            pending = self._pending.setdefault(bucket, {"numpy": 0, "faiss": 0})
+            path = min(("numpy", "faiss"), key=lambda p: len(done[p]) + pending[p])
+            if len(done[path]) + pending[path] >= TRIALS:
+                return "numpy", None  # all trials are running: this search runs untimed
+            pending[path] += 1
+            return path, bucket
+
+    def _record(self, bucket: int, path: str, seconds_per_query: float | None) -> None:
+        """Book one trial (None: it failed, try again); decide the bucket once both paths have
+        `TRIALS` timings: the lower best time wins (the best is the least disturbed by load)."""
+        with self._measuring:
+            pending = self._pending.get(bucket)
+            done = self._trials.get(bucket)
+            if pending is None or done is None:  # reset by `add` meanwhile
+                return
+            pending[path] -= 1
+            if seconds_per_query is not None:
+                done[path].append(seconds_per_query)
+            if all(len(done[p]) >= TRIALS for p in done):
+                self._winners[bucket] = "numpy" if min(done["numpy"]) <= min(done["faiss"]) else "faiss"
+                del self._trials[bucket], self._pending[bucket]
 
     def _faiss_top(self, q: np.ndarray, n: int, excludes: list[np.ndarray], allowed: np.ndarray | None) -> list[Hits]:
         total = len(self)
@@ -388,9 +430,10 @@ class MovieIndex(Searching):
 
     @property
     def routes(self) -> dict:
-        """How exact searches are routed now: the setting and, once measured, the batch winner."""
-        winner = None if self._numpy_faster is None else ("numpy" if self._numpy_faster else "faiss")
-        return {"exact_route": self.exact_route, "batch_from": BATCH, "batch_winner": winner}
+        """How exact searches are routed now: the setting, the single-query path, and per batch
+        bucket (named by its smallest batch) the winner measured so far (None: not yet seen)."""
+        return {"exact_route": self.exact_route, "single": "faiss",
+                "buckets": {low: self._winners.get(b) for b, low in enumerate(BUCKETS)}}
 
     def _tune(self) -> None:
         inner = faiss.downcast_index(self._index.index)
@@ -443,6 +486,11 @@ def train_inner(inner, train: np.ndarray) -> None:
             inner.train(train)
     else:
         inner.train(train)
+
+
+def bucket_of(q: int) -> int:
+    """The `BUCKETS` position of a batch of ``q`` queries (2 or more)."""
+    return max(b for b, low in enumerate(BUCKETS) if q >= low)
 
 
 def _faiss_search(index, q: np.ndarray, k: int):

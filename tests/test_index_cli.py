@@ -214,7 +214,7 @@ def test_export_recommendations_resumes_after_an_interruption(planted_home, tmp_
     faiss_calls = []
     real_faiss_top = MovieIndex._faiss_top
     monkeypatch.setattr(MovieIndex, "_faiss_top", lambda self, *a: faiss_calls.append(1) or real_faiss_top(self, *a))
-    monkeypatch.setattr(MovieIndex, "_measure_routes", lambda self, *a, **k: False)  # "faiss is faster"
+    monkeypatch.setattr(MovieIndex, "_auto_route", lambda self, *a, **k: ("faiss", None))  # "faiss is faster"
     monkeypatch.setattr(index_cmd, "CHUNK_USERS", 8)  # 5 chunks of 8 users
     monkeypatch.setattr(index_cmd, "BATCH", 3)        # 3 batches per chunk
     whole, out = tmp_path / "whole.csv", tmp_path / "out" / "recs.csv"

@@ -99,31 +99,118 @@ def test_exact_batch_routes_equal_brute_force_including_ties(normalize):
         assert got.movie_ids.tolist() == exp.movie_ids.tolist()
 
 
-@pytest.mark.parametrize("numpy_faster", [True, False])
-def test_flat_batches_take_the_measured_route_and_single_queries_faiss(monkeypatch, numpy_faster):
-    calls, measured = [], []
-    real = index.movie_index.exact_top
-    monkeypatch.setattr(index.movie_index, "exact_top", lambda *a, **k: calls.append(len(a[1])) or real(*a, **k))
-    monkeypatch.setattr(MovieIndex, "_measure_routes", lambda self: measured.append(1) or numpy_faster)
-    v = random_vectors(n=2000)
-    top = MovieIndex.build(v)
-    top.search(v.values[0], n=5)
-    top.search(v.values[:19], n=5)
-    assert calls == [] and measured == [] and top.routes["batch_winner"] is None
-    top.search(v.values[:20], n=5)
-    top.search(v.values[:64], n=5)
-    assert calls == ([20, 64] if numpy_faster else []) and measured == [1]  # measured once
-    assert top.routes == {"exact_route": "auto", "batch_from": 20, "batch_winner": "numpy" if numpy_faster else "faiss"}
+def test_every_batch_bucket_on_either_route_equals_brute_force_including_ties():
+    """Each bucket's trials run both routes on real batches: every answer, on either route and at
+    every batch size, is brute force's, ties included, also with per-query excludes."""
+    v = tie_heavy(n=2000)
+    rng = np.random.default_rng(4)
+    q = rng.integers(-2, 3, size=(300, v.dim)).astype(np.float32)
+    q[~q.any(axis=1)] = 1
+    ref, top = BruteForce.build(v), MovieIndex.build(v)
+    for b in (1, 3, 7, 25, 70, 300):
+        exclude = [v.ids[i:i + 40] for i in range(b)]
+        want = ref.search_each(q[:b], n=12, exclude=exclude)
+        assert sum(len(np.unique(h.scores)) < 12 for h in want) >= b // 2  # ties inside the top 12
+        for _ in range(2 * index.movie_index.TRIALS + 1):  # both routes' trials, then the winner
+            check_hits(top.search_each(q[:b], n=12, exclude=exclude), want)
+        check_hits(top.search_each(q[:b], n=12), ref.search_each(q[:b], n=12))
+    assert None not in top.routes["buckets"].values()
+
+
+class FakeClock:
+    """A clock that only the searches move: numpy costs ``q`` units for ``q`` queries, FAISS
+    ``40 + q / 2``, so numpy wins batches under 80 and FAISS the larger ones. Records each path."""
+
+    def __init__(self, monkeypatch, numpy_cost=lambda q: q, faiss_cost=lambda q: 40 + q / 2):
+        self.now, self.used = 0.0, []
+        monkeypatch.setattr(index.movie_index, "time", self)
+        for name, path, cost in (("_exact", "numpy", numpy_cost), ("_faiss_top", "faiss", faiss_cost)):
+            real = getattr(MovieIndex, name)
+
+            def timed(index_, q, *a, _real=real, _path=path, _cost=cost):
+                self.used.append((_path, len(q)))
+                self.now += _cost(len(q))
+                return _real(index_, q, *a)
+
+            monkeypatch.setattr(MovieIndex, name, timed)
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_batch_sizes_take_their_own_route_each_measured_once(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    v = random_vectors(n=3000, dim=8)
+    top, ref = MovieIndex.build(v), BruteForce.build(v)
+    q = queries(300, v.dim, seed=5)
+    trials = 2 * index.movie_index.TRIALS
+    for b in (3, 10, 40, 100, 300):  # one batch size per bucket
+        for _ in range(trials + 3):
+            check_hits(top.search_each(q[:b], n=7), ref.search_each(q[:b], n=7))
+        paths = [p for p, size in clock.used if size == b]
+        assert paths[:trials] == ["numpy", "faiss"] * index.movie_index.TRIALS  # the trials alternate
+        winner = "numpy" if b < 80 else "faiss"
+        assert paths[trials:] == [winner] * 3  # then the bucket's winner, measured once
+    assert top.routes == {"exact_route": "auto", "single": "faiss",
+                          "buckets": {2: "numpy", 5: "numpy", 20: "numpy", 64: "faiss", 256: "faiss"}}
+    clock.used.clear()
+    for b in (4, 19, 63, 255, 1000):  # other sizes of the same buckets: no new trials
+        top.search(np.resize(q, (b, v.dim)), n=7)
+    assert clock.used == [("numpy", 4), ("numpy", 19), ("numpy", 63), ("faiss", 255), ("faiss", 1000)]
+    clock.used.clear()
+    top.search(q[0], n=7)
+    top.search(q[:1], n=7)
+    assert clock.used == [("faiss", 1), ("faiss", 1)]  # single queries: FAISS, never timed
+    top.set_search_options(exact_route="faiss")  # a pin overrides every bucket
+    top.search(q[:40], n=7)
+    top.set_search_options(exact_route="numpy")
+    top.search(q[:300], n=7)
+    assert clock.used[2:] == [("faiss", 40), ("numpy", 300)]
+    top.set_search_options(exact_route="auto")
+    top.add(random_vectors(n=10, dim=8, seed=9, offset=10**6))  # a larger index is measured afresh
+    assert set(top.routes["buckets"].values()) == {None}
     with pytest.raises(ValueError, match="exact_route"):
         top.set_search_options(exact_route="gpu")
 
 
-def test_route_measurement_runs_and_big_indexes_skip_it(monkeypatch):
-    top = MovieIndex.build(random_vectors(n=500))
-    assert top._measure_routes() in (True, False)
-    monkeypatch.setattr(index.movie_index, "CALIBRATE_MAX_CELLS", 100)
-    monkeypatch.setattr(index.movie_index, "_faiss_search", lambda *a: pytest.fail("measured a big index"))
-    assert top._measure_routes() is True
+def test_trials_are_per_query_and_use_the_best_time(monkeypatch):
+    # numpy: 10 per query, once disturbed (500); FAISS: 20 per query. Best times: numpy wins.
+    costs = iter([500.0, 10.0])
+    FakeClock(monkeypatch, numpy_cost=lambda q: next(costs, 10.0) * q, faiss_cost=lambda q: 20.0 * q)
+    v = random_vectors(n=500, dim=8)
+    top = MovieIndex.build(v)
+    for b in (20, 63) * index.movie_index.TRIALS:  # same bucket, different sizes: compared per query
+        top.search(v.values[:b], n=5)
+    assert top.routes["buckets"][20] == "numpy"
+
+
+def test_filtered_and_failed_searches_are_no_trial(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    v = random_vectors(n=2000, dim=16)
+    meta = metadata_for(v)
+    top = MovieIndex.build(v, metadata=meta)
+    for _ in range(5):
+        top.search(v.values[:30], n=5, filter=MovieFilter(genres=("Horror",)))
+    assert [p for p, _ in clock.used] == ["numpy"] * 5 and top.routes["buckets"][20] is None
+    monkeypatch.setattr(index.movie_index, "exact_top", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        top.search(v.values[:30], n=5)
+    monkeypatch.undo()
+    clock = FakeClock(monkeypatch)
+    for _ in range(2 * index.movie_index.TRIALS):
+        top.search(v.values[:30], n=5)
+    assert [p for p, _ in clock.used] == ["numpy", "faiss"] * index.movie_index.TRIALS  # the failed trial is retried
+    assert top.routes["buckets"][20] == "numpy"
+
+
+def test_concurrent_trials_are_handed_out_once():
+    v = random_vectors(n=200, dim=4)
+    top = MovieIndex.build(v)
+    handed = [top._route(30) for _ in range(2 * index.movie_index.TRIALS + 2)]  # none finished yet
+    assert handed == [("numpy", 2), ("faiss", 2)] * index.movie_index.TRIALS + [("numpy", None)] * 2
+    for path, bucket in handed[:-2]:
+        top._record(bucket, path, 1.0 if path == "numpy" else 2.0)
+    assert top._route(30) == ("numpy", None) and top.routes["buckets"][20] == "numpy"
 
 
 def test_pruned_kernel_equals_top_n_with_ties(monkeypatch):
