@@ -88,7 +88,7 @@ def test_ease_picks_lambda_on_validation_before_refitting():
 
 
 def test_ease_refuses_a_catalogue_too_large_and_the_config_falls_back(monkeypatch):
-    import text_model.ease as ease
+    from text_model import ease
 
     problem = size_problem(100, ease.EASE_MAX_MOVIES + 1)
     assert problem and "EASE_MAX_MOVIES" in problem and "puresvd+rating" in problem and "\n" not in problem
@@ -231,7 +231,7 @@ def test_the_spd_inverse_falls_back_when_the_matrix_is_not_positive_definite():
 def test_the_validation_grid_equals_a_plain_reference_grid(shape, cache, monkeypatch):
     """`_grid` (Woodbury scores, Cholesky inverses, predicted ratings computed once) gives the hit
     rates of the plain loop: B by a general inverse per lam, scores = row @ B + w * rating, top 10."""
-    import text_model.ease as ease
+    from text_model import ease
 
     if not cache:
         monkeypatch.setattr(ease, "RATED_CACHE_BYTES", 0)
