@@ -43,6 +43,12 @@ def test_tune_writes_the_config_train_reads_and_resumes(planted_home, tiny_best,
 
     assert main(["--home", home, "tune", "--trials", "4", "--epochs", "1", "--progress", "0"]) == 0
     assert "3 trials done, 1 to run" in capsys.readouterr().out
+    import optuna
+
+    trials = optuna.load_study(study_name=None,
+                               storage=f"sqlite:///{planted_home / 'tune' / 'studies.db'}").trials
+    # the resumed trial is a new point, not the first run's trial 1 drawn again by a re-seeded sampler
+    assert trials[3].params != trials[1].params
 
 
 def test_a_bad_config_file_is_one_clear_error(planted_home, tmp_path, capsys):

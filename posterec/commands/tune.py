@@ -129,6 +129,8 @@ def run_tune(args) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder / 'studies.db'}", load_if_exists=True,
                                 directions=["minimize", "maximize"], sampler=optuna.samplers.TPESampler(seed=args.seed))
+    if study.trials:  # a resumed study: a sampler seeded as the first run's would draw that run's first points again
+        study.sampler = optuna.samplers.TPESampler(seed=args.seed + len(study.trials))
 
     def objective(trial):
         rating = suggest(trial, RATING_SPACE)
