@@ -43,6 +43,12 @@ def test_tune_writes_the_config_train_reads_and_resumes(planted_home, tiny_best,
 
     assert main(["--home", home, "tune", "--trials", "4", "--epochs", "1", "--progress", "0"]) == 0
     assert "3 trials done, 1 to run" in capsys.readouterr().out
+    import optuna
+
+    trials = optuna.load_study(study_name=None,
+                               storage=f"sqlite:///{planted_home / 'tune' / 'studies.db'}").trials
+    # the resumed trial is a new point, not the first run's trial 1 drawn again by a re-seeded sampler
+    assert trials[3].params != trials[1].params
 
 
 def test_a_bad_config_file_is_one_clear_error(planted_home, tmp_path, capsys):
@@ -65,3 +71,30 @@ def test_the_first_trial_is_the_base_config_clipped_into_the_space():
     small = base_point(TextModelConfig(user_embedding_dim=4, l2=0.0), RATING_SPACE)
     assert small["user_embedding_dim"] == RATING_SPACE["user_embedding_dim"][1]
     assert small["l2"] == RATING_SPACE["l2"][1]
+
+
+@pytest.mark.slow
+def test_rating_only_on_a_random_slice_writes_rating_settings_alone(planted_home, tiny_best, capsys):
+    home = str(planted_home)
+    assert main(["--home", home, "tune", "--trials", "2", "--epochs", "1", "--progress", "0",
+                 "--validation", "random", "--rating-only"]) == 0
+    out = capsys.readouterr().out
+    assert "-random-rating' in" in out and "0 trials done, 2 to run" in out
+    assert "hr@10" not in out and "v_factors" not in out and "the base config's (--rating-only)" in out
+    chosen = json.loads((planted_home / "tune" / "best_config.json").read_text())
+    assert "learning_rate" in chosen and not any(k.startswith("vbpr_") for k in chosen)
+
+
+def test_the_random_validation_slice_is_a_tenth_of_the_training_part():
+    import numpy as np
+    import pandas as pd
+
+    from catalog.splits import random_split
+    from posterec.commands.tune import VALIDATION_FRACTION
+
+    train = pd.DataFrame({"user_id": np.repeat(np.arange(50), 20), "movie_id": np.tile(np.arange(20), 50),
+                          "rating": 3.0, "timestamp": 0})
+    fit_part, val = random_split(train, VALIDATION_FRACTION, 0)
+    assert len(val) == 100 and len(fit_part) == 900
+    both = pd.concat([fit_part, val])
+    assert not both.duplicated(["user_id", "movie_id"]).any() and len(both) == len(train)

@@ -88,7 +88,7 @@ def test_ease_picks_lambda_on_validation_before_refitting():
 
 
 def test_ease_refuses_a_catalogue_too_large_and_the_config_falls_back(monkeypatch):
-    import text_model.ease as ease
+    from text_model import ease
 
     problem = size_problem(100, ease.EASE_MAX_MOVIES + 1)
     assert problem and "EASE_MAX_MOVIES" in problem and "puresvd+rating" in problem and "\n" not in problem
@@ -170,3 +170,101 @@ def test_a_visitor_with_a_users_training_movies_folds_in_to_that_user(kind):
     width = 0 if kind == "ease" else rating.scoring_users.dim
     np.testing.assert_array_equal(v[width:], known[width:])  # the binary row, exactly
     assert len(v) == len(known)
+
+
+def _random_rows(n_users: int, n_movies: int, seed: int = 0):
+    """A seeded binary CSR users x movies, every user and movie with at least one rating."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_users, n_movies)) < 0.3
+    dense[np.arange(n_users), rng.integers(0, n_movies, n_users)] = True
+    dense[rng.integers(0, n_users, n_movies), np.arange(n_movies)] = True
+    return sparse.csr_matrix(dense.astype(np.float32))
+
+
+def _reference_weights(x, lam: float) -> np.ndarray:
+    """EASE as the paper writes it: P = (X'X + lam I)^-1 by a general inverse, B = I - P / diag(P)."""
+    dense = x.toarray().astype(np.float64)
+    p = np.linalg.inv(dense.T @ dense + lam * np.eye(dense.shape[1]))
+    b = np.eye(len(p)) - p / np.diag(p)
+    b[np.diag_indices_from(b)] = 0.0
+    return b
+
+
+@pytest.mark.parametrize("shape", [(30, 50), (70, 25)], ids=["fewer users (Woodbury)", "fewer movies (direct)"])
+@pytest.mark.parametrize("lam", [0.5, 20.0, 500.0])
+def test_ease_weights_match_a_general_inverse_on_both_routes(shape, lam):
+    from text_model.ease import _users_route
+
+    x = _random_rows(*shape)
+    assert _users_route(x) == (shape[0] < shape[1])
+    b = ease_weights(x, lam)
+    assert b.dtype == np.float32 and b.shape == (shape[1], shape[1]) and np.all(np.diag(b) == 0)
+    ref = _reference_weights(x, lam)
+    np.testing.assert_allclose(b, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("shape", [(30, 50), (70, 25)], ids=["fewer users (Woodbury)", "fewer movies (direct)"])
+def test_fitted_scores_are_the_rows_times_b(shape):
+    from text_model.ease import fitted_scores
+
+    x = _random_rows(*shape, seed=1)
+    rows = np.arange(1, shape[0], 2)
+    score = fitted_scores(x, 7.0, rows)
+    ref = x[rows].toarray() @ _reference_weights(x, 7.0)
+    got = np.vstack([score(slice(0, 5)), score(slice(5, len(rows)))])
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_the_spd_inverse_falls_back_when_the_matrix_is_not_positive_definite():
+    from text_model.ease import _spd_inverse
+
+    spd = np.array([[4.0, 1.0], [1.0, 3.0]])
+    np.testing.assert_allclose(_spd_inverse(spd.copy()), np.linalg.inv(spd))
+    indefinite = np.array([[1.0, 2.0], [2.0, 1.0]])
+    np.testing.assert_allclose(_spd_inverse(indefinite.copy()), np.linalg.inv(indefinite))
+
+
+@pytest.mark.parametrize("shape", [(30, 50), (70, 25)], ids=["fewer users (Woodbury)", "fewer movies (direct)"])
+@pytest.mark.parametrize("cache", [True, False], ids=["ratings kept across lam", "ratings per lam"])
+def test_the_validation_grid_equals_a_plain_reference_grid(shape, cache, monkeypatch):
+    """`_grid` (Woodbury scores, Cholesky inverses, predicted ratings computed once) gives the hit
+    rates of the plain loop: B by a general inverse per lam, scores = row @ B + w * rating, top 10."""
+    from text_model import ease
+
+    if not cache:
+        monkeypatch.setattr(ease, "RATED_CACHE_BYTES", 0)
+    n_users, n_movies = shape
+    x = _random_rows(n_users, n_movies, seed=2)
+    user_ids, movie_ids = np.arange(1, n_users + 1) * 10, np.arange(1, n_movies + 1) * 3
+    rng = np.random.default_rng(3)
+    dense = x.toarray() > 0
+    vu, vm, vr = [], [], []
+    for u in range(0, n_users, 2):       # every other user holds out two unrated movies, liked or not
+        free = np.flatnonzero(~dense[u])
+        for m in rng.choice(free, min(2, len(free)), replace=False):
+            vu.append(user_ids[u])
+            vm.append(movie_ids[m])
+            vr.append(float(rng.choice([2.0, 5.0])))
+    validation = Interactions.from_pairs(vu, vm, vr)
+    rating = hand_rating_vectors(user_ids, movie_ids, seed=4)
+    lambdas, weights = (1.0, 10.0, 100.0), (0.0, 0.1, 1.0)
+    got = ease._grid(x, lambdas, weights, user_ids, movie_ids, validation, rating, 10, None)
+
+    predicted = rating.scoring_users.values @ rating.scoring_movies.values.T
+    expect = {}
+    for lam in lambdas:
+        b = _reference_weights(x, lam)
+        for w in weights:
+            hits, users = 0, sorted(set(vu))
+            for uid in users:
+                u = int(np.searchsorted(user_ids, uid))
+                s = dense[u] @ b + w * predicted[rating.user_rows([uid])[0]]
+                s[dense[u]] = -np.inf
+                top = np.argsort(-s, kind="stable")[:10]
+                liked = {int(np.searchsorted(movie_ids, m)) for a, m, r in zip(vu, vm, vr) if a == uid and r >= 4.0}
+                hits += bool(liked & set(top.tolist()))
+            expect[f"lam={lam:g},w={w:g}"] = hits / len(users)
+    assert got == expect
+    assert len(set(got.values())) > 1  # the grid tells its settings apart

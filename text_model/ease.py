@@ -42,6 +42,12 @@ EASE_MAX_MOVIES = 20_000
 # training rows and B's columns, float32) must stay under this: 4 GiB, half a shared 8 GiB budget.
 EASE_MAX_BYTES = 4 << 30
 LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+# Inverses up to this side run on one BLAS thread: a 943^2 Cholesky inverse took 0.17 s on one
+# thread and 5.9 s on two on the shared 2-core benchmark machine at load 10 (LU: 0.47 s / 1.57 s);
+# 2048^3 is about a second of one core, where threads gain little and lose much when cores are busy.
+ONE_THREAD_INVERSE = 2048
+# The validation grid keeps the validation users' predicted ratings across its lam values up to this size.
+RATED_CACHE_BYTES = 256 << 20
 
 
 class EaseSizeError(ValueError):
@@ -85,16 +91,81 @@ def binary_rows(interactions: Interactions, user_ids: np.ndarray, movie_ids: np.
 
 
 def ease_weights(x, lam: float) -> np.ndarray:
-    """``B`` (float32 movies x movies, zero diagonal) of the binary CSR ``x`` at ridge ``lam``."""
-    if not float(lam) > 0:
-        raise ValueError(f"EASE: lam must be > 0, got {lam}")
-    g = (x.T @ x).toarray().astype(np.float64)
-    g[np.diag_indices_from(g)] += float(lam)
-    p = np.linalg.inv(g)
-    del g
+    """``B`` (float32 movies x movies, zero diagonal) of the binary CSR ``x`` at ridge ``lam``.
+
+    With fewer users than movies (ml-100k: 943 x 1,682) the inverse goes through the users x users
+    matrix (Woodbury): ``lam P = I - X'(XX' + lam I)^-1 X``, one users^3 inversion and two sparse
+    products instead of one movies^3 inversion; ``B = I - P / diag(P)`` does not depend on P's scale.
+    Otherwise it is the closed form above. Both in float64, ``B`` returned as float32.
+    """
+    _check_lam(lam)
+    if _users_route(x):
+        kx = _woodbury_rows(x, lam)
+        p = np.asarray(x.T @ kx)                 # X'(XX' + lam I)^-1 X, movies x movies
+        del kx
+        p *= -1.0
+        p[np.diag_indices_from(p)] += 1.0        # lam * P
+    else:
+        p = (x.T @ x).toarray().astype(np.float64)
+        p[np.diag_indices_from(p)] += float(lam)
+        p = _spd_inverse(p)
     p /= -np.diag(p)           # column j divided by -P_jj
     p[np.diag_indices_from(p)] = 0.0
     return p.astype(np.float32)
+
+
+def _check_lam(lam: float) -> None:
+    if not float(lam) > 0:
+        raise ValueError(f"EASE: lam must be > 0, got {lam}")
+
+
+def _spd_inverse(a: np.ndarray) -> np.ndarray:
+    """The inverse of the symmetric positive definite float64 ``a`` by Cholesky (LAPACK potrf +
+    potri: half the work of a general inverse); a general inverse if ``a`` is not numerically
+    positive definite."""
+    from scipy.linalg import lapack
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1 if len(a) <= ONE_THREAD_INVERSE else None, user_api="blas"):
+        c, info = lapack.dpotrf(a, lower=0, clean=0, overwrite_a=0)
+        if info == 0:
+            inv, info = lapack.dpotri(c, lower=0, overwrite_c=1)
+        if info != 0:
+            return np.linalg.inv(a)
+    upper = np.triu(inv)
+    upper += np.triu(inv, 1).T
+    return upper
+
+
+def _users_route(x) -> bool:
+    """Invert users x users (Woodbury) rather than movies x movies: the smaller of the two."""
+    return x.shape[0] < x.shape[1]
+
+
+def _woodbury_rows(x, lam: float) -> np.ndarray:
+    """``(XX' + lam I)^-1 X`` (float64 users x movies) of the binary CSR ``x``. It is ``X P`` for
+    ``P = (X'X + lam I)^-1``: the users' own rows times P, without the movies x movies matrix."""
+    k = (x @ x.T).toarray().astype(np.float64)
+    k[np.diag_indices_from(k)] += float(lam)
+    k = _spd_inverse(k)
+    return np.ascontiguousarray(np.asarray(x.T.astype(np.float64) @ k).T)
+
+
+def fitted_scores(x, lam: float, rows=None):
+    """A function of a row slice giving ``x[rows] @ B`` (float32) for B = `ease_weights` ``(x, lam)``:
+    the fitted users' own EASE scores, as the validation grid needs them. Through the users route
+    this is ``X - (XP) / diag(P)`` with ``XP = (XX' + lam I)^-1 X`` (`_woodbury_rows`), which needs
+    no movies x movies matrix; otherwise B itself. ``rows`` (int positions) picks the scored users."""
+    _check_lam(lam)
+    picked = np.arange(x.shape[0]) if rows is None else np.asarray(rows, np.int64)
+    fitted = x[picked]
+    if not _users_route(x):
+        b = ease_weights(x, lam)
+        return lambda r: np.asarray(fitted[r] @ b, np.float32)
+    kx = _woodbury_rows(x, lam)
+    diag = (1.0 - np.asarray(x.multiply(kx).sum(axis=0)).ravel()) / float(lam)   # diag(P)
+    kx = kx[picked] / diag
+    return lambda r: (fitted[r].toarray() - kx[r]).astype(np.float32)
 
 
 @dataclass(eq=False)
@@ -291,14 +362,27 @@ def _grid(fit_x, lambdas, rating_weights, user_ids, movie_ids, validation: Inter
     if any(weights):
         su, sm = rating.scoring_users.values, rating.scoring_movies.values.T.copy()
         urows = rating.user_rows(val_users)
+    # the predicted ratings do not depend on lam: kept across the lam grid when they fit in memory
+    keep = any(weights) and len(users) * n_movies * 4 <= RATED_CACHE_BYTES
+    cached: dict[int, np.ndarray] = {}
+
+    def rated_rows(rows: slice):
+        if not any(weights):
+            return None
+        if rows.start in cached:
+            return cached[rows.start]
+        out = su[urows[rows]] @ sm
+        if keep:
+            cached[rows.start] = out
+        return out
+
     hits = {(lam, w): 0 for lam in lambdas for w in weights}
     for lam in lambdas:
-        b = ease_weights(fit_x, lam)
+        score = fitted_scores(fit_x, lam, users)
         for rows in chunks(len(users), n_movies):
-            x = fitted[rows]
-            implicit = np.asarray(x @ b, np.float32)
-            ex, rel = x.toarray() > 0, dense_rows(relevant, rows)
-            rated = su[urows[rows]] @ sm if any(weights) else None
+            implicit = score(rows)
+            ex, rel = fitted[rows].toarray() > 0, dense_rows(relevant, rows)
+            rated = rated_rows(rows)
             for w in weights:
                 cols, _ = top_n(implicit + w * rated if w else implicit, n, ex)
                 got = np.take_along_axis(rel, np.maximum(cols, 0), axis=1) & (cols >= 0)
