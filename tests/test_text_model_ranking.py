@@ -137,3 +137,24 @@ def test_every_ranking_model_train_can_fit_loads_back():
 
     assert set(RANKING_MODELS) <= set(LOADERS), set(RANKING_MODELS) - set(LOADERS)
     assert {EASE.name, EaseBlend.name} <= set(LOADERS)
+
+
+def test_the_blend_grid_on_a_sample_of_users_scores_exactly_those_users(board, monkeypatch):
+    """Above GRID_USERS validation users the grid scores a seeded sample; the other users'
+    validation ratings must be left out (they once indexed past the sample and raised)."""
+    import text_model.ranking as ranking
+    from catalog import Interactions
+
+    train, validation, _ = board
+    rating = hand_rating_vectors(train.user_ids, np.arange(1, N_MOVIES + 1))
+    monkeypatch.setattr(ranking, "GRID_USERS", 7)
+    sampled = Blend(ks=(1, 2), rating_weights=(0.0, 0.1)).fit(rating, train, validation)
+    chosen = ranking.grid_users(np.intersect1d(validation.user_ids, rating.user_ids), 0, 7)
+    u = np.repeat(validation.user_ids, np.diff(validation.indptr))
+    m, r = validation.movie_ids, validation.ratings
+    mask = np.isin(u, chosen)
+    only = Interactions.from_pairs(u[mask], m[mask], r[mask])
+    monkeypatch.setattr(ranking, "GRID_USERS", 10_000)
+    reference = Blend(ks=(1, 2), rating_weights=(0.0, 0.1)).fit(rating, train, only)
+    assert len(chosen) == 7
+    assert sampled.validation["hit_rate_at_10"] == reference.validation["hit_rate_at_10"]

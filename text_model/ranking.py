@@ -242,7 +242,7 @@ class Blend:
 
     def _grid(self, full: PureSVD, rating: RatingVectors, train: Interactions, validation: Interactions) -> dict:
         lo, hi = rating.rating_range
-        val_users = grid_users(np.intersect1d(validation.user_ids, rating.user_ids), self.seed)
+        val_users = grid_users(np.intersect1d(validation.user_ids, rating.user_ids), self.seed, GRID_USERS)
         n_movies = len(rating.movie_ids)
         users = rating.user_rows(val_users)
         # what each validation user rated in the fitted part (never recommended) and liked in validation
@@ -251,7 +251,8 @@ class Blend:
         pos = np.searchsorted(users, tu[keep])  # users is sorted (val_users is)
         exclude = pair_matrix(pos, tm[keep], (len(users), n_movies))
         vu, vm = _pair_rows(validation, rating.user_ids, rating.movie_ids)
-        liked = validation.ratings >= lo + 0.75 * (hi - lo)
+        # liked, by the grid's users only: above GRID_USERS the others are not scored
+        liked = (validation.ratings >= lo + 0.75 * (hi - lo)) & np.isin(vu, users)
         relevant = pair_matrix(np.searchsorted(users, vu[liked]), vm[liked], (len(users), n_movies))
         su, sm = rating.scoring_users.values, rating.scoring_movies.values.T.copy()
         hits = {(k, w): 0 for k in self.ks for w in self.rating_weights}
