@@ -11,9 +11,9 @@ Never imports TensorFlow.
 from .brute_force import BruteForce
 from .evaluation import check_hits
 from .filters import MovieFilter, MovieMetadata
-from .movie_index import AUTO, AUTO_APPROXIMATE, AUTO_EXACT_MAX, KINDS, IndexConfig, MovieIndex, auto_kind, pq_m_for
+from .movie_index import AUTO, AUTO_APPROXIMATE, AUTO_EXACT_MAX_CELLS, AUTO_HNSW_MAX, KINDS, IndexConfig, MovieIndex, auto_kind, pq_m_for
 from .topk import TopK
 
-__all__ = ["TopK", "BruteForce", "MovieIndex", "IndexConfig", "KINDS", "AUTO", "AUTO_EXACT_MAX", "AUTO_APPROXIMATE",
+__all__ = ["TopK", "BruteForce", "MovieIndex", "IndexConfig", "KINDS", "AUTO", "AUTO_EXACT_MAX_CELLS", "AUTO_HNSW_MAX", "AUTO_APPROXIMATE",
            "auto_kind", "pq_m_for", "MovieFilter", "MovieMetadata",
            "check_hits"]

@@ -48,16 +48,21 @@ from .topk import allowed_ids, check_n, per_query, prepared_queries, prepared_va
 
 KINDS = ("flat", "hnsw", "ivf", "ivfpq")
 AUTO = "auto"  # MovieIndex.build(kind="auto") / build-index --kind auto: `auto_kind` decides
-# auto: exact flat below AUTO_EXACT_MAX vectors, AUTO_APPROXIMATE from there on: the fastest kind
-# with recall@10 >= 0.95 (benchmarks/index_scale.py, synthetic clustered 1280-d, 2 shared cores).
-# At 1M x 1280, one run at load 6-7 (nice 15): IVF-PQ with refine 8 recall@10 0.991 at nprobe 8
-# (6.4 ms per query, 151 q/s batch) and 0.993 at nprobe 32 (14.8 ms); IVF 0.997 at nprobe 8
-# (11.7 ms, 102 q/s) and 1.000 at nprobe 32 (33.7 ms); IVF-PQ built in 1,046 s against IVF's 180 s
-# (its PQ training: 742 s). HNSW (M 16, efConstruction 40) did not finish building in 20 minutes
-# (600k vectors, ~440/s late). Flat answered one query in 215 ms at 1M (earlier run). At 100k x 1280
-# flat took 36 ms and IVF (256 lists) 0.944 at nprobe 32; IVF-PQ at 100k was not measured, so the
-# threshold stays at 100k: ml-1m (3,883 movies) and ml-25m (62,423) stay exact.
-AUTO_EXACT_MAX = 100_000
+# auto (`auto_kind`): exact flat while a query scans at most AUTO_EXACT_MAX_CELLS values (vectors x
+# dims), HNSW from there up to AUTO_HNSW_MAX vectors, then AUTO_APPROXIMATE (benchmarks/index_scale.py
+# and benchmarks/scale.py, 2 cores; the rule is the fastest kind with recall@10 >= 0.95):
+# - flat costs a query its whole scan: `serve`'s /similar p50 14.1 ms at ml-25m's 62,423 x 1,312
+#   (82M values, quiet machine), against a 10 ms target; 32M values keep it near 5 ms, and every
+#   MovieLens catalogue up to ml-1m (3,883 x 1,312 = 5M) exact;
+# - HNSW at 62,423 x 1,280: built in 84 s, recall@10 1.000 at ef_search 32-128, 0.5-1.5 ms a query
+#   (IVF there: 0.920 at its default nprobe 32; IVF-PQ with refine 0.920, and a 573 s build); served
+#   at 62,423 x 1,312: p50 1.41 ms. At 1M x 1280 its build did not finish in 20 minutes (600k added);
+# - IVF-PQ with refine at 1M x 1280, load 6-7: recall@10 0.991 at nprobe 8 (6.4 ms per query, 151
+#   q/s batch) and 0.993 at nprobe 32 (14.8 ms); IVF 0.997 at nprobe 8 (11.7 ms, 102 q/s) and 1.000 at
+#   nprobe 32 (33.7 ms); IVF-PQ built in 1,046 s against IVF's 180 s (its PQ training: 742 s). Flat
+#   answered one query in 215 ms at 1M. Between 250k and 1M no kind was measured.
+AUTO_EXACT_MAX_CELLS = 32_000_000
+AUTO_HNSW_MAX = 250_000
 AUTO_APPROXIMATE = "ivfpq"
 # IVF-PQ re-ranks REFINE * n code candidates exactly by default (IndexConfig.refine). At 1M x 1280,
 # nprobe 16: recall@10 0.639 at refine 1 (the codes' own ranking), 0.844 at 2, 0.956 at 4, 0.992 at
@@ -141,9 +146,12 @@ def pq_m_for(dim: int) -> int:
 
 
 def auto_kind(n: int, dim: int) -> str:
-    """The kind ``kind="auto"`` builds for ``n`` vectors: exact ``flat`` below `AUTO_EXACT_MAX`,
-    else `AUTO_APPROXIMATE` (see their comments for the measurements behind them)."""
-    return "flat" if n < AUTO_EXACT_MAX else AUTO_APPROXIMATE
+    """The kind ``kind="auto"`` builds for ``n`` vectors of ``dim``: exact ``flat`` up to
+    `AUTO_EXACT_MAX_CELLS` values, ``hnsw`` up to `AUTO_HNSW_MAX` vectors, else `AUTO_APPROXIMATE`
+    (see their comment for the measurements behind them)."""
+    if n * dim <= AUTO_EXACT_MAX_CELLS:
+        return "flat"
+    return "hnsw" if n <= AUTO_HNSW_MAX else AUTO_APPROXIMATE
 
 
 class MovieIndex(Searching):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from catalog import SCHEMA, ArtifactError, ModelStore, Vectors
-from index import AUTO_EXACT_MAX, BruteForce, IndexConfig, MovieIndex, auto_kind, check_hits, pq_m_for
+from index import AUTO_EXACT_MAX_CELLS, AUTO_HNSW_MAX, BruteForce, IndexConfig, MovieIndex, auto_kind, check_hits, pq_m_for
 from index import storage
 
 INDEX_FILE = SCHEMA["index"].file
@@ -178,9 +178,18 @@ def test_ivfpq_entry_for_another_kind_is_an_artifact_error(tmp_path):
 def test_auto_is_exact_flat_below_the_threshold():
     vectors, q, _ = planted(clustered(500))
     index = MovieIndex.build(vectors, kind="auto")
-    assert index.kind == "flat" and auto_kind(AUTO_EXACT_MAX - 1, 1280) == "flat"
-    assert auto_kind(AUTO_EXACT_MAX, 1280) != "flat"
+    assert index.kind == "flat" and auto_kind(AUTO_EXACT_MAX_CELLS // 1280, 1280) == "flat"
+    assert auto_kind(AUTO_EXACT_MAX_CELLS // 1280 + 1, 1280) != "flat"
     check_hits(index.search(q, n=10), BruteForce.build(vectors).search(q, n=10))
+
+
+def test_auto_keeps_movielens_exact_and_goes_approximate_by_the_measured_sizes():
+    # every MovieLens catalogue up to ml-1m (3,883 movies x 1,312 fused dims) exact; ml-25m's
+    # 62,423 x 1,312 graph-searched (flat missed 10 ms a query there); 1M by IVF-PQ with refine
+    assert auto_kind(3_883, 1_312) == auto_kind(9_742, 1_312) == "flat"
+    assert auto_kind(62_423, 1_312) == "hnsw" and auto_kind(AUTO_HNSW_MAX, 1280) == "hnsw"
+    assert auto_kind(AUTO_HNSW_MAX + 1, 1280) == auto_kind(1_000_000, 1280) == "ivfpq"
+    assert auto_kind(1_000_000, 16) == "flat"  # 16M values: a short scan, however many vectors
 
 
 def held_out(vectors: Vectors, q=60, seed=7) -> np.ndarray:
