@@ -2,12 +2,19 @@
 through a version, and the visitor fold-in."""
 import numpy as np
 import pytest
+from text_model_helpers import TINY, checkerboard, hand_rating_vectors, saved_and_loaded
 
 from catalog import Interactions, ModelStore
-from text_model import RankingVectors, RatingVectors, load_ranking
-from text_model.ease import EASE, EaseBlend, EaseSizeError, check_size, ease_weights, size_problem
+from text_model import load_ranking
+from text_model.ease import (
+    EASE,
+    EaseBlend,
+    EaseSizeError,
+    check_size,
+    ease_weights,
+    size_problem,
+)
 from text_model.ranking import Blend, ranking_fallback, ranking_for
-from text_model_helpers import TINY, checkerboard, hand_rating_vectors
 
 N_USERS, N_MOVIES = 40, 30
 PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8))  # planted partners: whoever rates A also rates B
@@ -121,16 +128,8 @@ def test_ease_round_trips_through_a_version_and_reads_as_fitted(tmp_path, kind):
     rating = hand_rating_vectors(train.user_ids, np.arange(1, N_MOVIES + 1))
     model = (EASE(lambdas=(5.0, 50.0)) if kind == "ease" else
              EaseBlend(lambdas=(5.0, 50.0), rating_weights=(0.0, 0.1))).fit(rating, train, validation)
-    store = ModelStore(tmp_path)
-    with store.new_version() as w:
-        rating.save(w)
-        model.save(w)
-    version = store.open_current()
-    again = load_ranking(version, RatingVectors.load(version))
-    assert type(again) is type(model) and again.name == kind and again.params == model.params
-    a, b = model.ranking_vectors(), RankingVectors.load(version, RatingVectors.load(version))
-    np.testing.assert_array_equal(a.ranking_users.values, b.ranking_users.values)
-    np.testing.assert_array_equal(a.ranking_movies.values, b.ranking_movies.values)
+    assert model.name == kind
+    b = saved_and_loaded(tmp_path, rating, model)
     for u in (1, 30):
         seen = np.append(train.of(u), holes[u])
         assert np.array_equal(model.recommend(u, 5, seen).movie_ids, b.recommend(u, 5, seen).movie_ids)

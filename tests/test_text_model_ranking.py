@@ -4,11 +4,17 @@ import sys
 
 import numpy as np
 import pytest
+from text_model_helpers import TINY, checkerboard, hand_rating_vectors, saved_and_loaded
 
 from catalog import Interactions, ModelStore
-from text_model import Blend, PureSVD, RankingVectors, RatingOnly, RatingVectors, load_ranking
+from text_model import (
+    Blend,
+    PureSVD,
+    RankingVectors,
+    RatingOnly,
+    RatingVectors,
+)
 from text_model.ranking import ranking_for
-from text_model_helpers import TINY, checkerboard, hand_rating_vectors
 
 N_USERS, N_MOVIES = 40, 30
 
@@ -67,17 +73,7 @@ def test_ranking_round_trips_through_a_version(tmp_path, board, kind):
     model = {"blend": lambda: Blend(ks=(2,), rating_weights=(0.1,)).fit(rating, train, validation),
              "puresvd": lambda: PureSVD(k=2).fit(train, rating.user_ids, rating.movie_ids),
              "rating": lambda: RatingOnly().fit(rating)}[kind]()
-    store = ModelStore(tmp_path)
-    with store.new_version() as w:
-        rating.save(w)
-        model.save(w)
-    version = store.open_current()
-    again = load_ranking(version, RatingVectors.load(version))
-    assert type(again) is type(model) and again.name == model.name and again.params == model.params
-    a, b = model.ranking_vectors(), RankingVectors.load(version, RatingVectors.load(version))
-    np.testing.assert_array_equal(a.ranking_users.values, b.ranking_users.values)
-    np.testing.assert_array_equal(a.ranking_movies.values, b.ranking_movies.values)
-    assert b.name == model.name
+    saved_and_loaded(tmp_path, rating, model)
 
 
 def test_a_damaged_ranking_file_names_the_file(tmp_path, board):

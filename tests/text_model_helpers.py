@@ -50,3 +50,25 @@ def hand_rating_vectors(user_ids, movie_ids, dim: int = 2, seed: int = 0):
                          (0.1 * rng.standard_normal((m, dim))).astype(np.float32),
                          np.zeros(u, np.float32), (0.01 * rng.standard_normal(m)).astype(np.float32), 3.0,
                          (1.0, 5.0), np.ones(m, np.int64), TextModelConfig(name="hand"))
+
+
+def saved_and_loaded(tmp_path, rating, model):
+    """Write ``rating`` and the ranking ``model`` as a version, read both back; check the round trip
+    (same model type, name and params; the same ranking vectors) and return the read-side vectors."""
+    import numpy as np
+
+    from catalog import ModelStore
+    from text_model import RankingVectors, RatingVectors, load_ranking
+
+    store = ModelStore(tmp_path)
+    with store.new_version() as w:
+        rating.save(w)
+        model.save(w)
+    version = store.open_current()
+    again = load_ranking(version, RatingVectors.load(version))
+    assert type(again) is type(model) and again.name == model.name and again.params == model.params
+    a, b = model.ranking_vectors(), RankingVectors.load(version, RatingVectors.load(version))
+    np.testing.assert_array_equal(a.ranking_users.values, b.ranking_users.values)
+    np.testing.assert_array_equal(a.ranking_movies.values, b.ranking_movies.values)
+    assert b.name == model.name
+    return b
