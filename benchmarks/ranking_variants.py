@@ -74,7 +74,7 @@ def refit_candidates(home, split_name: str, dataset_name: str, seed: int, catalo
     rating = RatingVectors.load(version)
     data = load_dataset(home, dataset_name)
     chosen = make_split(data.ratings, split_name, seed, test_pairs=home / f"test-pairs-{split_name}.csv")
-    cfg = get_config("best")
+    cfg = get_config("best").with_overrides(validation_slice=(version.stage("train").get("config") or {}).get("validation_slice"))
     fit_p, val_p = ranking_pairs(chosen.train, cfg, seed)
     models = {}
     for name in CANDIDATES:

@@ -17,6 +17,10 @@ class Interactions:
     indptr: np.ndarray     # int64 (u + 1,)
     movie_ids: np.ndarray  # int64 (indptr[-1],), sorted within each user
     ratings: np.ndarray    # float32 (indptr[-1],)
+    # when each rating was made (int64, any increasing clock: unix seconds in MovieLens), or None.
+    # Carried only where a model reads the order of a user's ratings (EASE's recency weights); the
+    # saved record of a model's training ratings (`to_arrays`) never holds it.
+    times: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         user_ids = np.asarray(self.user_ids, dtype=np.int64).reshape(-1)
@@ -32,22 +36,44 @@ class Interactions:
         object.__setattr__(self, "indptr", indptr)
         object.__setattr__(self, "movie_ids", movie_ids)
         object.__setattr__(self, "ratings", ratings)
+        if self.times is not None:
+            times = np.asarray(self.times, dtype=np.int64).reshape(-1)
+            if len(times) != len(movie_ids):
+                raise ValueError(f"interactions: {len(times)} times do not fit {len(movie_ids)} ratings")
+            object.__setattr__(self, "times", times)
 
     @classmethod
-    def from_pairs(cls, user_ids, movie_ids, ratings=None) -> "Interactions":
+    def from_pairs(cls, user_ids, movie_ids, ratings=None, times=None) -> "Interactions":
         users = np.asarray(user_ids, dtype=np.int64)
         movies = np.asarray(movie_ids, dtype=np.int64)
         r = np.ones(len(users), np.float32) if ratings is None else np.asarray(ratings, dtype=np.float32)
         order = np.lexsort((movies, users))
         users, movies, r = users[order], movies[order], r[order]
+        t = None if times is None else np.asarray(times, dtype=np.int64)[order]
         uniq, counts = np.unique(users, return_counts=True)
-        return cls(uniq, np.concatenate([[0], np.cumsum(counts)]), movies, r)
+        return cls(uniq, np.concatenate([[0], np.cumsum(counts)]), movies, r, t)
 
     @classmethod
-    def from_ratings(cls, ratings) -> "Interactions":
-        """From a ratings frame with columns user_id, movie_id, rating."""
+    def from_ratings(cls, ratings, times: bool = False) -> "Interactions":
+        """From a ratings frame with columns user_id, movie_id, rating (and, with ``times``, timestamp)."""
+        t = None
+        if times:
+            if "timestamp" not in ratings:
+                raise ValueError("interactions: times asked for, but the ratings have no timestamp column")
+            t = ratings["timestamp"].to_numpy()
         return cls.from_pairs(ratings["user_id"].to_numpy(), ratings["movie_id"].to_numpy(),
-                              ratings["rating"].to_numpy())
+                              ratings["rating"].to_numpy(), t)
+
+    def ages(self) -> np.ndarray:
+        """Each rating's place among its user's ratings counted from the latest (int64: 0 is the
+        latest; equal times go to the larger movie id first), in the order of ``movie_ids``."""
+        if self.times is None:
+            raise ValueError("interactions: no times, so no order of a user's ratings")
+        rows = np.repeat(np.arange(len(self.user_ids)), np.diff(self.indptr))
+        order = np.lexsort((-self.movie_ids, -self.times, rows))   # per user, latest first
+        ages = np.empty(len(order), np.int64)
+        ages[order] = np.arange(len(order)) - self.indptr[rows[order]]
+        return ages
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"user_ids": self.user_ids, "indptr": self.indptr, "movie_ids": self.movie_ids,

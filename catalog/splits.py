@@ -46,11 +46,9 @@ def random_split(ratings: pd.DataFrame, test_fraction: float = 0.2, seed: int = 
     return ratings[~is_test].reset_index(drop=True), ratings[is_test].reset_index(drop=True)
 
 
-def leave_last_out(ratings: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each user's latest rating is held out; timestamp ties are broken by a seeded shuffle.
-
-    Users with a single rating keep it in the training set.
-    """
+def latest_mask(ratings: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """Which rows of ``ratings`` are their user's latest rating (timestamp ties broken by a seeded
+    shuffle); a user with a single rating keeps it (False)."""
     rng = np.random.default_rng(seed)
     tiebreak = rng.random(len(ratings))
     order = np.lexsort((tiebreak, ratings["timestamp"].to_numpy(), ratings["user_id"].to_numpy()))
@@ -59,8 +57,17 @@ def leave_last_out(ratings: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, 
     last[:-1] = users[:-1] != users[1:]
     counts = np.bincount(np.unique(users, return_inverse=True)[1])
     single = np.repeat(counts == 1, counts)
-    is_test = np.zeros(len(ratings), dtype=bool)
-    is_test[order[last & ~single]] = True
+    is_latest = np.zeros(len(ratings), dtype=bool)
+    is_latest[order[last & ~single]] = True
+    return is_latest
+
+
+def leave_last_out(ratings: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each user's latest rating is held out; timestamp ties are broken by a seeded shuffle.
+
+    Users with a single rating keep it in the training set.
+    """
+    is_test = latest_mask(ratings, seed)
     return ratings[~is_test].reset_index(drop=True), ratings[is_test].reset_index(drop=True)
 
 

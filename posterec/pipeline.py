@@ -175,10 +175,20 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
+# splits whose models pick their settings on each user's latest training rating unless told otherwise:
+# a model for use (its next movie comes after the rest) and leave-last-out (the same shape)
+LATEST_VALIDATION = ("none", "leave-last-out")
+
+
 def train(home, dataset: str, split: str = "none", seed: int = 0, test_pairs=None, config: str = "best",
           epochs: int | None = None, verbose: int = 2, announce=print, strategy: str = "default",
-          checkpoint_dir=None) -> TrainResult:
+          checkpoint_dir=None, validation: str | None = None) -> TrainResult:
     """Fit the rating and ranking models on ``split``'s training part and write a new version.
+
+    ``validation`` (``random`` or ``latest``) is the validation slice of the training part that
+    early stopping and the ranking model's settings are chosen on. Default: ``latest`` for
+    `LATEST_VALIDATION` splits without ``test_pairs`` (when the ratings have timestamps), else the
+    config's ``validation_slice``.
 
     ``split="none"`` trains on every rating (a model for use); any other split, or ``test_pairs``,
     makes an evaluation model (``purpose: evaluation`` in the manifest) that knows only its
@@ -197,12 +207,14 @@ def train(home, dataset: str, split: str = "none", seed: int = 0, test_pairs=Non
     from text_model.trainer import fit_text_model
 
     home = Path(home)
-    cfg = get_config(config).with_overrides(epochs=epochs)
+    cfg = get_config(config).with_overrides(epochs=epochs, validation_slice=validation)
     if strategy == "multiworker" and checkpoint_dir is None:
         checkpoint_dir = checkpoint_root(home, {"dataset": dataset, "split": split, "seed": seed,
                                                 "test_pairs": str(test_pairs), "config": cfg.to_dict()})
     dist = make_distribution(strategy, checkpoint_dir)  # before any other TensorFlow op
     data = load_dataset(home, dataset)
+    if validation is None and split in LATEST_VALIDATION and test_pairs is None and "timestamp" in data.ratings:
+        cfg = cfg.with_overrides(validation_slice="latest")
     chosen = make_split(data.ratings, split, seed, test_pairs=test_pairs)
     where = "" if dist.cluster is None else f" as {dist.cluster.task} of {dist.n_workers} workers"
     announce(f"training text_model ({cfg.name}) on {data.name}{where}: {len(chosen.train)} train / "

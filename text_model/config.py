@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 HEADS = ("dot", "fc")
+VALIDATION_SLICES = ("random", "latest")
 RANKING_MODELS = ("ease+rating", "ease", "puresvd+rating", "rating")
 
 
@@ -54,6 +55,10 @@ class TextModelConfig:
     batch_size: int = 1024
     epochs: int = 30
     validation_fraction: float = 0.05
+    # the validation slice (early stopping, and the ranking model's settings): "random" (a random
+    # validation_fraction of the training ratings) or "latest" (each user's latest training rating:
+    # the shape of a leave-last-out split, and of serving, where the next movie is after the rest)
+    validation_slice: str = "random"
     early_stopping_patience: int = 1  # 0: no early stopping (the best epoch's weights are kept)
     clip_predictions: bool = True     # predictions clipped to the rating scale
     # ranking (recommend): score = puresvd(user, movie) + lam * predicted rating, where puresvd is a
@@ -67,6 +72,10 @@ class TextModelConfig:
     # puresvd+rating when the catalogue is too large for its items x items matrices
     ranking_model: str = "ease+rating"
     ease_lambdas: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)  # picked on validation
+    # EASE's recency weights (text_model.ease): a user's row weighs each rating 1 + boost * exp(-age / scale),
+    # age 0 for their latest; every (scale, boost) pair and "off" are tried on validation. () : off
+    ease_recency_scales: tuple[float, ...] = (3.0, 10.0)
+    ease_recency_boosts: tuple[float, ...] = (1.0, 4.0, 16.0)
     # the learned visual-collaborative ranking model (fusion.vbpr): on, `build-index` fits it and
     # recommend ranks with it; off (the default, from benchmarks/README.md "Ranking quality", where
     # it ranks below the blend above), recommend keeps the blend (`build-index(ranking_model="vbpr")`
@@ -102,6 +111,9 @@ class TextModelConfig:
             raise ValueError(f"config {self.name!r}: dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.validation_fraction < 0.5:
             raise ValueError(f"config {self.name!r}: validation_fraction must be in [0, 0.5)")
+        if self.validation_slice not in VALIDATION_SLICES:
+            raise ValueError(f"config {self.name!r}: validation_slice must be one of {', '.join(VALIDATION_SLICES)}, "
+                             f"got {self.validation_slice!r}")
         if self.early_stopping_patience and not self.validation_fraction:
             raise ValueError(f"config {self.name!r}: early stopping needs validation_fraction > 0")
         if not self.rating_weights:
@@ -111,6 +123,9 @@ class TextModelConfig:
                              f"got {self.ranking_model!r}")
         if not self.ease_lambdas or min(float(v) for v in self.ease_lambdas) <= 0:
             raise ValueError(f"config {self.name!r}: ease_lambdas must be values > 0, got {list(self.ease_lambdas)}")
+        if any(not float(v) > 0 for v in self.ease_recency_scales) or any(float(v) < 0 for v in self.ease_recency_boosts):
+            raise ValueError(f"config {self.name!r}: ease_recency_scales must be > 0 and ease_recency_boosts >= 0, "
+                             f"got {list(self.ease_recency_scales)} and {list(self.ease_recency_boosts)}")
         if any(int(k) < 1 for k in self.ranking_factors):
             raise ValueError(f"config {self.name!r}: ranking_factors must be >= 1")
 

@@ -15,7 +15,7 @@ from . import memory
 from .config import TextModelConfig
 from .distribute import Distribution
 from .model import TextModel
-from .ranking import ranking_fallback, ranking_for
+from .ranking import ranking_fallback, ranking_for, uses_times
 from .vocabulary import Vocabulary
 
 
@@ -43,7 +43,7 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     users = vocab.user_rows(train["user_id"].to_numpy(np.int64)).astype(np.int32)
     movies = vocab.movie_rows(train["movie_id"].to_numpy(np.int64)).astype(np.int32)
     y = train["rating"].to_numpy(np.float32)
-    is_val = validation_mask(len(y), config.validation_fraction, seed)
+    is_val = validation_rows(train, config, seed)
     fit = ~is_val
     keras.utils.set_random_seed(seed)
     global_mean = float(y[fit].mean())
@@ -94,9 +94,12 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
                    fit_seconds=seconds)
     # the ranking model, fit on the same training pairs and chosen on the same validation slice
     # ids of each part only (not of every rating, then masked: 16 bytes a rating less at the peak)
-    train_pairs = Interactions.from_pairs(vocab.user_ids[users[fit]], vocab.movie_ids[movies[fit]], y[fit])
+    # (and the ratings' times where the ranking model reads a user's order: EASE's recency weights)
+    times = _times(train, config, len(vocab.user_ids), len(vocab.movie_ids))
+    train_pairs = Interactions.from_pairs(vocab.user_ids[users[fit]], vocab.movie_ids[movies[fit]], y[fit],
+                                          None if times is None else times[fit])
     val_pairs = Interactions.from_pairs(vocab.user_ids[users[is_val]], vocab.movie_ids[movies[is_val]],
-                                        y[is_val]) if is_val.any() else None
+                                        y[is_val], None if times is None else times[is_val]) if is_val.any() else None
     if dist.is_chief:  # closed forms (EASE, PureSVD) in numpy, on one machine: not distributed
         fallback = ranking_fallback(config, len(vocab.user_ids), len(vocab.movie_ids))
         if fallback:
@@ -106,6 +109,19 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
         tm.ranking = ranking_for(config, seed, len(vocab.user_ids), len(vocab.movie_ids)).fit(
             tm.rating_vectors(), train_pairs, val_pairs)
     return tm
+
+
+def validation_rows(train, config: TextModelConfig, seed: int = 0) -> np.ndarray:
+    """Which training ratings (rows of the frame ``train``) form the validation slice, by the config's
+    ``validation_slice``: a random ``validation_fraction`` (`validation_mask`), or each user's
+    latest rating (`catalog.splits.latest_mask`; none without ``validation_fraction``)."""
+    if config.validation_slice == "latest" and config.validation_fraction:
+        if "timestamp" not in train:
+            raise ValueError("validation_slice 'latest' needs the ratings' timestamps; use \"validation_slice\": \"random\"")
+        from catalog.splits import latest_mask
+
+        return latest_mask(train, seed)
+    return validation_mask(len(train), config.validation_fraction, seed)
 
 
 def validation_mask(n: int, fraction: float, seed: int = 0) -> np.ndarray:
@@ -122,10 +138,19 @@ def ranking_pairs(train, config: TextModelConfig, seed: int = 0):
     for its ranking model (for benchmarks that refit ranking models beside a trained one)."""
     u, m = train["user_id"].to_numpy(np.int64), train["movie_id"].to_numpy(np.int64)
     y = train["rating"].to_numpy(np.float32)
-    is_val = validation_mask(len(y), config.validation_fraction, seed)
+    is_val = validation_rows(train, config, seed)
     fit = ~is_val
-    return (Interactions.from_pairs(u[fit], m[fit], y[fit]),
-            Interactions.from_pairs(u[is_val], m[is_val], y[is_val]) if is_val.any() else None)
+    t = _times(train, config, len(np.unique(u)), len(np.unique(m)))
+    return (Interactions.from_pairs(u[fit], m[fit], y[fit], None if t is None else t[fit]),
+            Interactions.from_pairs(u[is_val], m[is_val], y[is_val], None if t is None else t[is_val])
+            if is_val.any() else None)
+
+
+def _times(train, config: TextModelConfig, n_users: int, n_movies: int) -> np.ndarray | None:
+    """The training ratings' times (int64) when the ranking model reads them and the frame has them."""
+    if "timestamp" not in train or not uses_times(config, n_users, n_movies):
+        return None
+    return train["timestamp"].to_numpy(np.int64)
 
 
 def _pipeline(tf, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, batch_size: int, seed: int,

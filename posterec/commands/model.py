@@ -21,6 +21,11 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the training (default: 0)")
     p.add_argument("--test-pairs", metavar="FILE", help="CSV of user_id,movie_id pairs that form the test set")
     p.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the config's)")
+    p.add_argument("--validation", choices=["random", "latest"], default=None,
+                   help="the validation slice of the training ratings that early stopping and the ranking "
+                        "model's settings are picked on: random (a random 5%%) or latest (each user's latest "
+                        "rating, the shape of leave-last-out and of serving). Default: latest with --split none or "
+                        "leave-last-out, else the config's (random)")
     p.add_argument("--config", default="best", metavar="best|reference|FILE.json",
                    help="best (default: tuned, early stopping), reference (the classic design), or a JSON file "
                         "of overrides of them, such as the one `posterec tune` writes")
@@ -75,7 +80,7 @@ def run_train(args) -> int:
 
     result = train(args.home, args.dataset, split=args.split, seed=args.seed, test_pairs=args.test_pairs,
                    config=args.config, epochs=args.epochs, verbose=args.progress, strategy=args.strategy,
-                   checkpoint_dir=args.checkpoint_dir)
+                   checkpoint_dir=args.checkpoint_dir, validation=args.validation)
     if result.version is None:  # a multiworker task other than the chief
         return 0
     shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.metrics.items())
