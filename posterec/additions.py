@@ -218,8 +218,9 @@ def _write_movie_version(store, current, movies, movie: NewMovie, vector, visual
 
 def add_ratings(home, user_id: int, ratings) -> dict:
     """Fold new ratings of a known user into a new version, with no retraining: their
-    interactions gain (or update) the ratings, and their rating-model vector and bias and their
-    PureSVD factors are refitted by fold-in over all their ratings (`text_model.fold_in`); every
+    interactions gain (or update) the ratings, their rating-model vector and bias and their
+    PureSVD factors are refitted by fold-in over all their ratings (`text_model.fold_in`), and
+    their EASE row gains the movies (`text_model.ease.rows_with_ratings`); every
     other user and every movie keeps its vectors, so the index is carried over as it is."""
     from catalog import Interactions
     from index import MovieIndex, MovieMetadata
@@ -276,6 +277,10 @@ def add_ratings(home, user_id: int, ratings) -> dict:
             urow = int(np.searchsorted(arrays["user_ids"], user_id))
             factors[urow] = vector[fold.scoring_width:]
             arrays["user_factors"] = factors
+        elif "row_indptr" in arrays:  # EASE: the user's training row gains the movies just rated
+            from text_model.ease import rows_with_ratings
+
+            arrays = rows_with_ratings(arrays, params, user_id, given.movie_ids)
         ranking_arrays = {"name": json_array(name), "params": json_array(params), **arrays}
     entry = dict(current.stage("build-index"))
     index = MovieIndex.load(current, entry.get("index") or {}, metadata=MovieMetadata.from_movies(movies)) \

@@ -159,3 +159,48 @@ def test_train_picks_on_the_latest_slice_for_use_and_leave_last_out(planted_home
         assert main([*args, *extra]) == 0
         slices[extra] = ModelStore(planted_home).open_current().stage("train")["config"]["validation_slice"]
     assert slices == {(): "latest", ("--validation", "random"): "random", ("--split", "random-80-20"): "random"}
+
+
+def test_rows_with_ratings_puts_new_ratings_first_and_ages_the_rest():
+    from text_model.ease import rows_with_ratings
+
+    arrays = {"user_ids": np.array([1, 2]), "movie_ids": np.arange(10, 16), "row_indptr": np.array([0, 2, 4]),
+              "row_indices": np.array([0, 1, 2, 3], np.int32), "row_data": np.array([3.0, 1.5, 2.0, 1.0], np.float32)}
+    params = {"recency_scale": 2.0, "recency_boost": 2.0}
+    out = rows_with_ratings(arrays, params, 1, [15, 11, 99])  # 99 is not a known movie: left out
+    assert out["row_indptr"].tolist() == [0, 3, 5] and out["row_indices"].tolist() == [0, 1, 5, 2, 3]
+    # 15 is the latest (age 0), then 11 (rated again: age 1); movie 10 ages by 2
+    expect = [1 + 2.0 * np.exp(-2 / 2.0), 1 + 2 * np.exp(-1 / 2.0), 1 + 2.0, 2.0, 1.0]
+    np.testing.assert_allclose(out["row_data"], expect, rtol=1e-6)
+    binary = {k: v for k, v in arrays.items() if k != "row_data"}
+    out = rows_with_ratings(binary, {}, 2, [10])
+    assert out["row_indices"].tolist() == [0, 1, 0, 2, 3] and "row_data" not in out
+    with pytest.raises(ValueError, match="no training row"):
+        rows_with_ratings(arrays, params, 3, [10])
+
+
+def test_new_ratings_reach_the_users_ease_row(planted_home, monkeypatch):
+    import text_model.config as config
+    from text_model_helpers import TINY
+
+    from catalog import ModelStore
+    from posterec.additions import add_ratings
+    from posterec.cli import main
+    from posterec.recommender import Recommender
+    from text_model import RatingVectors, load_ranking
+
+    monkeypatch.setitem(config.CONFIGS, "best", TINY)
+    assert main(["--home", str(planted_home), "train", "--dataset", "ml-100k", "--progress", "0", "--epochs", "1"]) == 0
+    def ease_of():
+        version = ModelStore(planted_home).open_current()
+        return load_ranking(version, RatingVectors.load(version)).implicit
+
+    before, seen = ease_of(), Recommender.load(planted_home).interactions
+    user, other = int(seen.user_ids[0]), int(seen.user_ids[1])
+    unseen = [int(m) for m in before.movie_ids if m not in set(seen.of(user).tolist())][:3]
+    add_ratings(planted_home, user, {m: 5.0 for m in unseen})
+    after = ease_of()
+    row = lambda e, u: set(e.movie_ids[e.rows[int(np.searchsorted(e.user_ids, u))].indices].tolist())  # noqa: E731
+    assert row(after, user) == row(before, user) | set(unseen)
+    assert row(after, other) == row(before, other)
+    assert not set(Recommender.load(planted_home).recommend(user, 10).movie_ids.tolist()) & set(unseen)

@@ -400,6 +400,37 @@ class EaseBlend:
             raise version.invalid(SCHEMA[ARTIFACT], f"not a valid {cls.name} model ({exc})") from None
 
 
+def rows_with_ratings(arrays: dict, params: dict, user_id: int, movie_ids) -> dict:
+    """A saved EASE model's ``arrays`` with ``movie_ids`` (just rated by the known ``user_id``) in
+    that user's training row, so that their EASE scores count them (`posterec.additions`). With
+    recency weights the new ratings are the latest (ages 0, 1, ... by `Interactions.ages`' rule for
+    equal times) and the user's older ones age by as many; without, the row stays binary."""
+    ui, mi = np.asarray(arrays["user_ids"], np.int64), np.asarray(arrays["movie_ids"], np.int64)
+    indptr, indices = np.asarray(arrays["row_indptr"], np.int64), np.asarray(arrays["row_indices"], np.int64)
+    data = np.asarray(arrays["row_data"], np.float32) if "row_data" in arrays else None
+    u = int(np.searchsorted(ui, int(user_id)))
+    if u >= len(ui) or ui[u] != int(user_id):
+        raise ValueError(f"EASE: user {user_id} has no training row")
+    new = np.asarray(movie_ids, np.int64)
+    new = np.unique(new[np.isin(new, mi)])[::-1]          # larger ids first: ages 0, 1, ...
+    lo, hi = indptr[u], indptr[u + 1]
+    cols = np.concatenate([np.searchsorted(mi, new), indices[lo:hi]])
+    scale, boost = float(params.get("recency_scale", 0.0)), float(params.get("recency_boost", 0.0))
+    if data is not None and boost and scale > 0:
+        older = 1.0 + (data[lo:hi] - 1.0) * np.exp(-len(new) / scale)
+        weights = np.concatenate([1.0 + boost * np.exp(-np.arange(len(new)) / scale), older])
+    else:
+        weights = np.ones(len(cols), np.float32) if data is None else np.concatenate([np.ones(len(new)), data[lo:hi]])
+    cols, first = np.unique(cols, return_index=True)       # a movie rated again keeps its newest weight
+    weights = weights[first].astype(np.float32)
+    out = dict(arrays)
+    out["row_indices"] = np.concatenate([indices[:lo], cols, indices[hi:]]).astype(np.int32)
+    out["row_indptr"] = np.concatenate([indptr[: u + 1], indptr[u + 1:] + len(cols) - (hi - lo)]).astype(np.int64)
+    if data is not None:
+        out["row_data"] = np.concatenate([data[:lo], weights, data[hi:]]).astype(np.float32)
+    return out
+
+
 def _union(a: Interactions, b: Interactions) -> Interactions:
     ua = np.repeat(a.user_ids, a.user_counts())
     ub = np.repeat(b.user_ids, b.user_counts())
