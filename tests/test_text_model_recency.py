@@ -204,3 +204,21 @@ def test_new_ratings_reach_the_users_ease_row(planted_home, monkeypatch):
     assert row(after, user) == row(before, user) | set(unseen)
     assert row(after, other) == row(before, other)
     assert not set(Recommender.load(planted_home).recommend(user, 10).movie_ids.tolist()) & set(unseen)
+
+
+def test_a_visitors_movies_are_weighted_as_their_latest():
+    from text_model.fold_in import FoldIn
+
+    fitted, validation, _ = two_blocks()
+    user_ids, movie_ids = np.union1d(fitted.user_ids, validation.user_ids), np.arange(1, 21)
+    rating = hand_rating_vectors(user_ids, movie_ids)
+    blend = EaseBlend((10.0, 100.0), (0.0, 0.01), recency=((3.0, 4.0),)).fit(rating, fitted, validation)
+    rv = blend.ranking_vectors()
+    fold = FoldIn.of(rating, rv, rv.ranking_movies)
+    ease_part = fold.vector(np.array([3, 12, 7]), np.array([5.0, 5.0, 5.0]))[fold.scoring_width:]
+    expect = np.zeros(20)
+    expect[[11, 6, 2]] = 1 + 4.0 * np.exp(-np.arange(3) / 3.0)   # movie 12 the latest, then 7, then 3
+    np.testing.assert_allclose(ease_part, expect, rtol=1e-6)
+    plain = FoldIn.of(rating, EaseBlend((10.0,), (0.0,)).fit(rating, fitted, validation).ranking_vectors(),
+                      rv.ranking_movies)
+    assert set(plain.vector(np.array([3, 12]), np.array([5.0, 5.0]))[plain.scoring_width:].tolist()) == {0.0, 1.0}

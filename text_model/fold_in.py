@@ -79,6 +79,7 @@ class FoldIn:
     noise: float
     generic: bool = False
     implicit_ids: np.ndarray | None = None  # EASE: the movie of each column of the binary row
+    recency: tuple[float, float] = (0.0, 0.0)  # EASE: (scale, boost) of its rows' recency weights
 
     @classmethod
     def of(cls, rating, ranking, movies: Vectors, interactions=None) -> "FoldIn":
@@ -101,8 +102,10 @@ class FoldIn:
         noise = _residual_variance(rating, interactions) if not generic else 1.0
         width = 0 if generic else known[name]
         implicit = ranking.ranking_movies.ids if name in EASE_NAMES else None
+        params = ranking.params if ranking is not None else {}
+        recency = (float(params.get("recency_scale", 0.0)), float(params.get("recency_boost", 0.0)))
         return cls(name, movies, width, dim, rating.dot_head, float(rating.global_mean),
-                   weight, mean, precision, noise, generic, implicit)
+                   weight, mean, precision, noise, generic, implicit, recency)
 
     def vector(self, movie_ids: np.ndarray, ratings: np.ndarray) -> np.ndarray:
         """The visitor's ranking vector from the given movies (ids in ``movies``) and ratings."""
@@ -119,6 +122,10 @@ class FoldIn:
             parts.append(m[:, self.scoring_width:].sum(axis=0))
         if self.name in EASE_NAMES:
             x = np.isin(self.implicit_ids, movie_ids).astype(np.float64)
+            scale, boost = self.recency
+            if boost and scale > 0:  # a visitor's movies are all their latest: ages 0, 1, ... larger ids first
+                cols = np.flatnonzero(x)[::-1]
+                x[cols] += boost * np.exp(-np.arange(len(cols)) / scale)
             parts.append(x)
         if self.name in ("puresvd+rating", "ease+rating"):
             parts[0] = self.rating_weight * parts[0]
