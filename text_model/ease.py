@@ -208,7 +208,8 @@ def fitted_scores(x, lam: float, rows=None, others=()):
         return score if others else (lambda r: score(r))
     kx = _woodbury_rows(x, lam)
     diag = (1.0 - np.asarray(x.multiply(kx).sum(axis=0)).ravel()) / float(lam)   # diag(P)
-    others_p = [(np.asarray(o.toarray(), np.float64) - np.asarray((o @ x.T) @ kx)) / float(lam) / diag
+    # (R X') is nearly dense (users who share movies): a dense product, not a sparse one (40x slower)
+    others_p = [(np.asarray(o.toarray(), np.float64) - (o @ x.T).toarray().astype(np.float64) @ kx) / float(lam) / diag
                 for o in others]
     kx = kx[picked] / diag
 
