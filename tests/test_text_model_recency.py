@@ -222,3 +222,22 @@ def test_a_visitors_movies_are_weighted_as_their_latest():
     plain = FoldIn.of(rating, EaseBlend((10.0,), (0.0,)).fit(rating, fitted, validation).ranking_vectors(),
                       rv.ranking_movies)
     assert set(plain.vector(np.array([3, 12]), np.array([5.0, 5.0]))[plain.scoring_width:].tolist()) == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("model", ["ease", "ease+rating", "puresvd+rating"])
+def test_relevance_decides_what_a_validation_hit_is(model):
+    """Every validation rating is a 1: "liked" finds nothing to hit, "rated" finds each hole."""
+    from text_model_helpers import checkerboard
+
+    train, validation, holes = checkerboard(40, 30)
+    low = Interactions(validation.user_ids, validation.indptr, validation.movie_ids, np.ones_like(validation.ratings))
+    rating = hand_rating_vectors(train.user_ids, np.arange(1, 31))
+    cfg = get_config("best").with_overrides(ranking_model=model, ranking_factors=(2, 4))
+    rates = {}
+    for relevance in ("liked", "rated"):
+        fitted = ranking_for(cfg.with_overrides(ranking_relevance=relevance)).fit(rating, train, low)
+        grid = fitted.params["validation"]["hit_rate_at_10"]
+        rates[relevance] = max(grid.values())
+    assert rates == {"liked": 0.0, "rated": 1.0}
+    with pytest.raises(ValueError, match="ranking_relevance"):
+        cfg.with_overrides(ranking_relevance="watched")

@@ -17,7 +17,8 @@ without them the rows stay binary.
 
 ``lam`` (and ``rating_weight``) are picked on the validation slice of the training data exactly as
 the PureSVD blend's ``k``/``rating_weight`` are (`text_model.ranking.Blend`): the setting whose top
-``n`` finds the most validation movies a user liked; then ``B`` is refit on every training pair
+``n`` finds the most validation movies of a user (any they rated, or only those they liked: the
+config's ``ranking_relevance``); then ``B`` is refit on every training pair
 (the fitted part and the slice), since the users' rows it scores are their whole training rows.
 
 Both are inner products, as every ranking model here: ``ranking_users`` are the users' binary
@@ -237,6 +238,7 @@ class EASE:
     recency: tuple[tuple[float, float], ...] = ()
     recency_scale: float = 0.0
     recency_boost: float = 0.0
+    relevance: str = "rated"   # what a validation hit is (`text_model.ranking.relevance_threshold`)
 
     name = "ease"
 
@@ -260,6 +262,12 @@ class EASE:
         results = {}
         grid = len(self.lambdas) > 1 or len(rating_weights) > 1 or bool(recency)
         if validation is not None and len(validation.movie_ids) and grid:
+            if liked_min is None:
+                from .ranking import relevance_threshold
+
+                lo, hi = rating.rating_range if rating is not None else \
+                    (float(np.min(validation.ratings)), float(np.max(validation.ratings)))
+                liked_min = relevance_threshold(self.relevance, lo, hi)
             results = _grid(fit_x, self.lambdas, rating_weights, self.user_ids, self.movie_ids, validation,
                             rating, self.n, liked_min, train, recency)
             best = -1.0
@@ -353,6 +361,7 @@ class EaseBlend:
     rating: RatingVectors | None = None
     rating_weight: float = 0.0
     recency: tuple[tuple[float, float], ...] = ()   # (scale, boost) settings the grid tries (`EASE`)
+    relevance: str = "rated"
 
     name = "ease+rating"
 
@@ -360,7 +369,7 @@ class EaseBlend:
         if not self.rating_weights:
             raise ValueError("EaseBlend: needs at least one rating weight")
         self.rating = rating
-        self.implicit = EASE(tuple(self.lambdas), self.n, recency=tuple(self.recency))
+        self.implicit = EASE(tuple(self.lambdas), self.n, recency=tuple(self.recency), relevance=self.relevance)
         self.rating_weight = self.implicit.fit_pairs(train, rating.user_ids, rating.movie_ids, validation, rating,
                                                tuple(float(w) for w in self.rating_weights))
         return self
@@ -444,7 +453,7 @@ def _grid(fit_x, lambdas, rating_weights, user_ids, movie_ids, validation: Inter
           rating: RatingVectors | None, n: int, liked_min: float | None, train: Interactions | None = None,
           recency: tuple = ()) -> dict:
     """Validation hit rate at ``n`` of every (lam, recency (scale, boost), rating weight): a hit is a
-    validation movie the user liked (rated in the top quarter of the scale) in the top ``n``, fitted
+    validation movie rated at least ``liked_min`` (None: the top quarter of the scale) in the top ``n``, fitted
     movies excluded. ``recency`` settings need ``train`` (the fitted pairs, with times); "off" (boost
     0) is always tried, last for each lam so that it wins ties."""
     from catalog import top_n

@@ -206,8 +206,9 @@ class Blend:
 
     `fit` fits one PureSVD of rank ``max(ks)`` on the training pairs, then picks the ``k`` (a
     prefix of its factors) and the ``rating_weight`` whose top ``n`` finds the most validation
-    movies a user liked (rated in the top quarter of the scale): a recommender should find what
-    users watch *and* like. Users are scored in chunks, reduced to top-``n`` at once.
+    movies of a user (``relevance`` "rated", the default: any movie they rated, the rule the
+    benchmark and its peers use; "liked": only those rated in the top quarter of the scale). Users
+    are scored in chunks, reduced to top-``n`` at once.
     """
 
     ks: tuple[int, ...] = (16, 32, 64)
@@ -218,6 +219,7 @@ class Blend:
     rating: RatingVectors | None = None
     rating_weight: float = 0.0
     validation: dict = field(default_factory=dict)
+    relevance: str = "rated"   # what a validation hit is (`relevance_threshold`)
 
     name = "puresvd+rating"
 
@@ -252,7 +254,7 @@ class Blend:
         exclude = pair_matrix(pos, tm[keep], (len(users), n_movies))
         vu, vm = _pair_rows(validation, rating.user_ids, rating.movie_ids)
         # liked, by the grid's users only: above GRID_USERS the others are not scored
-        liked = (validation.ratings >= lo + 0.75 * (hi - lo)) & np.isin(vu, users)
+        liked = (validation.ratings >= relevance_threshold(self.relevance, lo, hi)) & np.isin(vu, users)
         relevant = pair_matrix(np.searchsorted(users, vu[liked]), vm[liked], (len(users), n_movies))
         su, sm = rating.scoring_users.values, rating.scoring_movies.values.T.copy()
         hits = {(k, w): 0 for k in self.ks for w in self.rating_weights}
@@ -378,11 +380,24 @@ def ranking_for(config, seed: int = 0, n_users: int | None = None, n_movies: int
         from .ease import EASE, EaseBlend
 
         lambdas = tuple(float(v) for v in config.ease_lambdas)
-        recency = recency_settings(config)
+        recency, relevance = recency_settings(config), config.ranking_relevance
         if name == EASE.name:
-            return EASE(lambdas, recency=recency)
-        return EaseBlend(lambdas, tuple(float(w) for w in config.rating_weights), recency=recency)
-    return Blend(tuple(int(k) for k in config.ranking_factors), tuple(float(w) for w in config.rating_weights), seed)
+            return EASE(lambdas, recency=recency, relevance=relevance)
+        return EaseBlend(lambdas, tuple(float(w) for w in config.rating_weights), recency=recency,
+                         relevance=relevance)
+    return Blend(tuple(int(k) for k in config.ranking_factors), tuple(float(w) for w in config.rating_weights), seed,
+                 relevance=config.ranking_relevance)
+
+
+RELEVANCE = ("rated", "liked")
+
+
+def relevance_threshold(relevance: str, lo: float, hi: float) -> float:
+    """The lowest validation rating that counts as a hit: every rating ("rated"), or the top
+    quarter of the scale ``lo``..``hi`` ("liked")."""
+    if relevance not in RELEVANCE:
+        raise ValueError(f"ranking relevance must be one of {', '.join(RELEVANCE)}, got {relevance!r}")
+    return -np.inf if relevance == "rated" else lo + 0.75 * (hi - lo)
 
 
 def recency_settings(config) -> tuple[tuple[float, float], ...]:
