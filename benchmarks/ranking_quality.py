@@ -131,6 +131,8 @@ def score_lists(lists: dict[int, np.ndarray], train, test, head: np.ndarray, n_c
         out[part] = {"users": users, "hr@10": float(np.mean(hr)) if hr else None,
                      "ndcg@10": float(np.mean(ndcg)) if ndcg else None,
                      "recall@20": float(np.mean(rec)) if rec else None}
+        if part == "all":  # per user, for the paired comparison (`paired`); not recorded
+            out["per_user"] = {"hr@10": np.array(hr), "ndcg@10": np.array(ndcg)}
     tops = [t[:N] for t in lists.values()]
     out["coverage@10"] = float(len(np.unique(np.concatenate(tops))) / n_catalogue) if tops else 0.0
     leaked = sum(int(np.isin(t, train.of(u)).any()) for u, t in lists.items())
@@ -412,6 +414,29 @@ def cold_split(home: Path, shared: Path, cache: Path, embed_args, dataset) -> di
 
 
 # -- output ---------------------------------------------------------------------------------------
+def paired(a: dict, b: dict, repeats: int = 2000) -> dict:
+    """Mean per-user difference a - b of HR@10 and NDCG@10 over the same held-out users, with a 95%
+    interval from a seeded paired bootstrap over users (the lists are scored on the same users)."""
+    rng = np.random.default_rng(SEED)
+    out = {}
+    for metric in ("hr@10", "ndcg@10"):
+        d = a["per_user"][metric] - b["per_user"][metric]
+        means = d[rng.integers(0, len(d), (repeats, len(d)))].mean(axis=1)
+        out[metric] = [float(d.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+    return out
+
+
+def paired_lines(res: dict) -> str:
+    models = res["models"]
+    ours = next(k for k in models if k.startswith("posterec recommend, w=0 "))
+    lines = [f"| {ours} minus | HR@10 (95% paired bootstrap) | NDCG@10 (95% paired bootstrap) |", "|---|---|---|"]
+    for peer in ("EASE", "implicit ALS", "implicit BPR", "most popular"):
+        if peer in models:
+            p = paired(models[ours], models[peer])
+            lines.append(f"| {peer} | " + " | ".join(f"{v[0]:+.4f} [{v[1]:+.4f}, {v[2]:+.4f}]" for v in p.values()) + " |")
+    return "\n".join(lines)
+
+
 def table(name: str, res: dict) -> str:
     f = lambda v: "–" if v is None else f"{v:.4f}"
     lines = [f"**{name}** ({res['split']['train']} training / {res['split']['test']} held-out ratings)", "",
@@ -425,12 +450,14 @@ def table(name: str, res: dict) -> str:
 
 
 def main() -> int:
+    global SKIP_VBPR, VARIANT_FEATURES, SEED
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "posterec-ranking-quality")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared",
                         help="the shared data folder (default: ../shared beside the repository)")
     parser.add_argument("--weights-file", type=Path, default=None, help=f"MobileNetV2 .h5 (default: SHARED/{WEIGHTS_H5})")
     parser.add_argument("--splits", default="leave-last-out,random-80-20")
+    parser.add_argument("--seed", type=int, default=SEED, help=f"seed of the splits and the fits (default: {SEED})")
     parser.add_argument("--skip-cold-start", action="store_true")
     parser.add_argument("--skip-vbpr", action="store_true",
                         help="skip build-index's vbpr and the vbpr ablation rows (fixed seeds: they repeat exactly)")
@@ -438,8 +465,7 @@ def main() -> int:
                         help="poster variants: vbpr feature sets to fit, comma-separated among 'posters' "
                              "(posters + genres + year) and 'no-posters' (genres + year) (default: both)")
     args = parser.parse_args()
-    global SKIP_VBPR, VARIANT_FEATURES
-    SKIP_VBPR = args.skip_vbpr
+    SKIP_VBPR, SEED = args.skip_vbpr, args.seed
     VARIANT_FEATURES = None if args.variant_features is None else [s.strip() for s in args.variant_features.split(",")]
     weights_file = args.weights_file or args.shared / WEIGHTS_H5
     needed = [args.shared / "data" / DATASET, args.shared / "data" / "posters" / DATASET, weights_file]
@@ -464,7 +490,8 @@ def main() -> int:
     for name in [s for s in args.splits.split(",") if s]:
         print(f"\n== {name}", flush=True)
         out[name] = warm_split(name, args.work / name, args.shared, cache, embed_args, dataset)
-        record("ranking_quality_partial", {"split": name, "result": out[name]})
+        record("ranking_quality_partial", {"split": name, "result": {**out[name], "models": {
+            k: {m: v for m, v in r.items() if m != "per_user"} for k, r in out[name]["models"].items()}}})
     cold = None
     if not args.skip_cold_start:
         print("\n== cold-start-10", flush=True)
@@ -472,6 +499,11 @@ def main() -> int:
     print()
     for name, res in out.items():
         print(table(name, res) + "\n")
+        print(paired_lines(res) + "\n")
+        res["paired"] = {peer: paired(res["models"][k], res["models"][peer]) for k in res["models"]
+                         if k.startswith("posterec recommend, w=0 ") for peer in ("EASE", "implicit ALS", "implicit BPR")}
+        for r in res["models"].values():
+            r.pop("per_user", None)
         finals = ", ".join(f"{c} {res.get(f'{c}_final_fit_seconds')} (median of {FIT_REPEATS} more: "
                            f"{res.get(f'{c}_final_fit_seconds_median')})" for c in ("ease", "ease+rating"))
         print(f"fit seconds: posterec train {res['train_seconds']}, build-index {res.get('build_index_seconds')} "
