@@ -55,6 +55,11 @@ class TextModelConfig:
     epochs: int = 30
     validation_fraction: float = 0.05
     early_stopping_patience: int = 1  # 0: no early stopping (the best epoch's weights are kept)
+    # weight averaging: > 0, an exponential moving average of the trainable weights, updated each
+    # step with this momentum (Keras' optimizer EMA); at each epoch's end the model holds the average,
+    # so validation, early stopping and the saved model all use it, and the next epoch trains on from
+    # the raw weights. 0: off (the raw weights)
+    ema_momentum: float = 0.0
     clip_predictions: bool = True     # predictions clipped to the rating scale
     # ranking (recommend): score = puresvd(user, movie) + lam * predicted rating, where puresvd is a
     # rank-k SVD of the binary who-rated-what matrix; k and lam are picked on the validation slice
@@ -102,6 +107,9 @@ class TextModelConfig:
             raise ValueError(f"config {self.name!r}: dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.validation_fraction < 0.5:
             raise ValueError(f"config {self.name!r}: validation_fraction must be in [0, 0.5)")
+        if not 0.0 <= float(self.ema_momentum) < 1.0:
+            raise ValueError(f"config {self.name!r}: ema_momentum must be in [0, 1) (0: no weight averaging), "
+                             f"got {self.ema_momentum}")
         if self.early_stopping_patience and not self.validation_fraction:
             raise ValueError(f"config {self.name!r}: early stopping needs validation_fraction > 0")
         if not self.rating_weights:

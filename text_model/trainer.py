@@ -56,9 +56,13 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
 
     adam = SparseAdam if config.embedding_updates == "sparse" else keras.optimizers.Adam
     dist = distribution or Distribution("default")
+    averaging = {"use_ema": True, "ema_momentum": float(config.ema_momentum)} if config.ema_momentum else {}
+    if averaging and dist.strategy is not None:
+        raise ValueError(f"config {config.name!r}: ema_momentum (weight averaging) is not supported with a "
+                         f"distribution strategy; set ema_momentum to 0")
     with dist.scope():  # the variables: the network's, the optimizer's and the metric's
         model = _build(config, vocab, dataset, global_mean, (users[fit], movies[fit]))
-        model.compile(optimizer=adam(lr), loss=dist.loss,
+        model.compile(optimizer=adam(lr, **averaging), loss=dist.loss,
                       metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], run_eagerly=run_eagerly)
         # Adam's slots now, not inside the first traced step: creating variables there makes
         # tf.function trace the whole training step twice (seconds)
@@ -78,6 +82,8 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
                                               len(vocab.movie_ids), config.vector_dim))
     elif is_val.any():
         val = pipeline(is_val, False)
+    if averaging:  # first: every later callback (validation, early stopping) sees the averaged weights
+        callbacks.insert(0, _AveragedWeights(model.optimizer))
     if is_val.any():
         if config.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_rmse", patience=config.early_stopping_patience,
@@ -192,6 +198,38 @@ def _VectorValidation(users: np.ndarray, movies: np.ndarray, ratings: np.ndarray
                 logs["val_rmse"] = float(np.sqrt(np.mean(np.square(pred - ratings))))
 
     return VectorValidation()
+
+
+def _AveragedWeights(optimizer):
+    """At each epoch's end the model's trainable weights become the optimizer's moving average of
+    them (``use_ema``), so the epoch's validation, early stopping's best weights and, after the last
+    epoch, the fitted model are the averaged ones; the next epoch starts from the raw weights again.
+
+    Keras' own `SwapEMAWeights(swap_on_epoch=True)` swaps the two sets in place: when early stopping
+    ends the fit before the last planned epoch, `fit`'s closing `finalize_variable_values` then writes
+    the *raw* weights (held in the average's slot) over the model. Here the average is copied, both
+    slots hold it at the end, and that closing step is a no-op.
+    """
+    import keras
+
+    class AveragedWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._raw = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self._raw is not None:
+                for var, value in zip(optimizer._trainable_variables, self._raw):
+                    var.assign(value)
+                self._raw = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+            self._raw = [np.array(var.numpy()) for var, _ in pairs]
+            for var, average in pairs:
+                var.assign(average)
+
+    return AveragedWeights()
 
 
 def _EpochTimer():
