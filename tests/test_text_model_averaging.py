@@ -1,4 +1,4 @@
-"""Weight averaging (``ema_momentum``): the fitted model holds the moving average of the raw
+"""Weight averaging (``ema_epochs``): the fitted model holds the moving average of the raw
 weights that training stepped through, at the epoch early stopping keeps."""
 import numpy as np
 import pytest
@@ -10,20 +10,27 @@ from text_model_helpers import TINY
 pytest.importorskip("keras")
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5])
-def test_ema_momentum_outside_0_1_is_refused(bad):
-    with pytest.raises(ValueError, match="ema_momentum must be in"):
-        TextModelConfig(ema_momentum=bad)
+@pytest.mark.parametrize("bad", [-0.1, float("nan")])
+def test_negative_or_nan_ema_epochs_are_refused(bad):
+    with pytest.raises(ValueError, match="ema_epochs must be >= 0"):
+        TextModelConfig(ema_epochs=bad)
 
 
-def test_ema_momentum_round_trips_through_a_config_file(tmp_path):
+def test_the_window_in_epochs_sets_the_per_step_momentum():
+    from text_model.trainer import ema_momentum
+
+    assert ema_momentum(TINY.with_overrides(ema_epochs=1.5), 67) == pytest.approx(1 - 1 / 100.5)
+    assert ema_momentum(TINY.with_overrides(ema_epochs=0.5), 1) == 0.0  # a window under one step: no averaging
+
+
+def test_ema_epochs_round_trips_through_a_config_file(tmp_path):
     import json
 
     from text_model import get_config
 
     path = tmp_path / "tuned.json"
-    path.write_text(json.dumps({"name": "tuned", "ema_momentum": 0.99}))
-    assert get_config(str(path)).ema_momentum == 0.99
+    path.write_text(json.dumps({"name": "tuned", "ema_epochs": 2.5}))
+    assert get_config(str(path)).ema_epochs == 2.5
 
 
 def _recording_timer(monkeypatch, record):
@@ -58,13 +65,14 @@ def test_the_fitted_weights_are_the_moving_average_at_the_kept_epoch(monkeypatch
 
     dataset = load_dataset(planted_home, "ml-100k")
     train = make_split(dataset.ratings, "random-80-20", 0).train
-    momentum = 0.8
-    config = TINY.with_overrides(epochs=6, ema_momentum=momentum, early_stopping_patience=patience,
+    config = TINY.with_overrides(epochs=8, ema_epochs=1.0, early_stopping_patience=patience,
                                  learning_rate=3e-2, ranking_factors=(), rating_weights=(1.0,))
     record = {"steps": [], "starts": [], "epoch_of_step": []}
     _recording_timer(monkeypatch, record)
     tm = fit_text_model(dataset, train, config, seed=0, verbose=0, run_eagerly=True)
 
+    steps = record["epoch_of_step"][1]
+    momentum = 1 - 1 / (1.0 * steps)
     # the moving average of the raw weights, step by step, as Keras' optimizer EMA defines it
     # (the first step's average is that step's weights), and its value at each epoch's end
     ends = [n - 1 for n in record["epoch_of_step"][1:]] + [len(record["steps"]) - 1]
@@ -107,5 +115,5 @@ def test_the_memory_estimate_counts_the_average():
     from text_model import memory
 
     off = memory.estimate(1_000_000, 10_000, 5_000, TINY)["network"]
-    on = memory.estimate(1_000_000, 10_000, 5_000, TINY.with_overrides(ema_momentum=0.99))["network"]
+    on = memory.estimate(1_000_000, 10_000, 5_000, TINY.with_overrides(ema_epochs=1.5))["network"]
     assert on == pytest.approx(off * 6 / 4)

@@ -56,10 +56,10 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
 
     adam = SparseAdam if config.embedding_updates == "sparse" else keras.optimizers.Adam
     dist = distribution or Distribution("default")
-    averaging = {"use_ema": True, "ema_momentum": float(config.ema_momentum)} if config.ema_momentum else {}
+    averaging = {"use_ema": True, "ema_momentum": ema_momentum(config, steps)} if config.ema_epochs else {}
     if averaging and dist.strategy is not None:
-        raise ValueError(f"config {config.name!r}: ema_momentum (weight averaging) is not supported with a "
-                         f"distribution strategy; set ema_momentum to 0")
+        raise ValueError(f"config {config.name!r}: ema_epochs (weight averaging) is not supported with a "
+                         f"distribution strategy; set ema_epochs to 0")
     with dist.scope():  # the variables: the network's, the optimizer's and the metric's
         model = _build(config, vocab, dataset, global_mean, (users[fit], movies[fit]))
         model.compile(optimizer=adam(lr, **averaging), loss=dist.loss,
@@ -112,6 +112,11 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
         tm.ranking = ranking_for(config, seed, len(vocab.user_ids), len(vocab.movie_ids)).fit(
             tm.rating_vectors(), train_pairs, val_pairs)
     return tm
+
+
+def ema_momentum(config: TextModelConfig, steps_per_epoch: int) -> float:
+    """The per-step momentum of a moving average whose window is ``config.ema_epochs`` epochs."""
+    return max(0.0, 1.0 - 1.0 / (float(config.ema_epochs) * max(1, int(steps_per_epoch))))
 
 
 def validation_mask(n: int, fraction: float, seed: int = 0) -> np.ndarray:
