@@ -56,10 +56,14 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
 
     adam = SparseAdam if config.embedding_updates == "sparse" else keras.optimizers.Adam
     dist = distribution or Distribution("default")
+    if config.ema_epochs and dist.strategy is not None:  # the fitted model's config says what was done
+        import sys
+        from dataclasses import replace
+
+        print(f"config {config.name!r}: weight averaging (ema_epochs {config.ema_epochs}) does not run under a "
+              f"distribution strategy; training without it (ema_epochs 0)", file=sys.stderr, flush=True)
+        config = replace(config, ema_epochs=0.0)
     averaging = {"use_ema": True, "ema_momentum": ema_momentum(config, steps)} if config.ema_epochs else {}
-    if averaging and dist.strategy is not None:
-        raise ValueError(f"config {config.name!r}: ema_epochs (weight averaging) is not supported with a "
-                         f"distribution strategy; set ema_epochs to 0")
     with dist.scope():  # the variables: the network's, the optimizer's and the metric's
         model = _build(config, vocab, dataset, global_mean, (users[fit], movies[fit]))
         model.compile(optimizer=adam(lr, **averaging), loss=dist.loss,
@@ -229,6 +233,8 @@ def _AveragedWeights(optimizer):
                 self._raw = None
 
         def on_epoch_end(self, epoch, logs=None):
+            if hasattr(optimizer, "sync_average"):  # `SparseAdam`'s lazily averaged rows, up to date
+                optimizer.sync_average()
             pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
             self._raw = [np.array(var.numpy()) for var, _ in pairs]
             for var, average in pairs:
