@@ -304,7 +304,27 @@ class RowEmbedding(layers.Embedding):
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SparseAdam(keras.optimizers.Adam):
     """Adam that, for a sparse gradient (an embedding's looked-up rows), updates only those rows'
-    moments and values ("lazy" Adam): a step costs the batch, not the table."""
+    moments and values ("lazy" Adam): a step costs the batch, not the table.
+
+    With ``use_ema`` the moving average of such a table is lazy too, and exact: a row's value does
+    not change between the steps that look it up, so when a step looks it up again its average is
+    first brought up to date in one go (``m^k a + (1 - m^k) w`` for the ``k`` steps it missed),
+    then moved as Keras moves every average (``m a + (1 - m) w``; the first step's average is that
+    step's weights). `sync_average` brings every row up to date (at an epoch's end). Keras' own
+    update reads whole tables on every step, which at ml-25m's shape costs more than the step.
+    """
+
+    def build(self, variables):
+        super().build(variables)
+        self._sparse_averages: set[int] = set()  # which variables' averages move lazily (traced steps)
+        self._average_steps = []
+        if self.use_ema:
+            for k, (var, average) in enumerate(zip(variables, self._model_variables_moving_average)):
+                average.assign(var)  # rows a step never looks up keep their initial value (Keras: zeros, then
+                # step 0's weights, the same value for those rows)
+                self._average_steps.append(self.add_variable(
+                    shape=(int(var.shape[0]) if len(var.shape) else 1,), dtype="int64",
+                    initializer=keras.initializers.Constant(-1), name=f"average_step_{k}"))
 
     def update_step(self, gradient, variable, learning_rate):
         import tensorflow as tf
@@ -324,4 +344,41 @@ class SparseAdam(keras.optimizers.Adam):
         v_rows = b2 * tf.gather(v.value, rows) + (1 - b2) * g * g
         self.assign(m, tf.IndexedSlices(m_rows, rows))
         self.assign(v, tf.IndexedSlices(v_rows, rows))
-        self.assign_sub(variable, tf.IndexedSlices(m_rows * alpha / (ops.sqrt(v_rows) + self.epsilon), rows))
+        delta = m_rows * alpha / (ops.sqrt(v_rows) + self.epsilon)
+        if self.use_ema:
+            self._sparse_averages.add(index)
+            old = tf.gather(variable, rows)  # constant since each row's last update
+            average, last = self._model_variables_moving_average[index], self._average_steps[index]
+            t = ops.cast(self.iterations, "int64")
+            shape = tf.concat([[-1], tf.ones([tf.rank(old) - 1], "int32")], 0)
+            momentum = ops.cast(self.ema_momentum, dtype)
+            behind = ops.cast(t - 1 - tf.gather(last.value, rows), dtype)
+            decay = tf.reshape(ops.power(momentum, behind), shape)
+            caught_up = decay * tf.gather(average.value, rows) + (1 - decay) * old
+            now = ops.where(t > 0, momentum, ops.zeros_like(momentum))
+            self.assign(average, tf.IndexedSlices(now * caught_up + (1 - now) * (old - delta), rows))
+            self.assign(last, tf.IndexedSlices(tf.fill(tf.shape(rows), t), rows))
+        self.assign_sub(variable, tf.IndexedSlices(delta, rows))
+
+    def _update_model_variables_moving_average(self, trainable_variables):
+        """Keras' per-step update of the averages, for the variables with dense gradients only."""
+        if not self.use_ema:
+            return
+        for k, (var, average) in enumerate(zip(trainable_variables, self._model_variables_moving_average)):
+            if average is None or k in self._sparse_averages:
+                continue
+            momentum = ops.multiply(ops.cast(ops.not_equal(self.iterations, 0), var.dtype), self.ema_momentum)
+            average.assign(ops.add(ops.multiply(momentum, average), ops.multiply(ops.subtract(1, momentum), var)))
+
+    def sync_average(self) -> None:
+        """Bring every lazily averaged row up to the last step taken (its value constant since)."""
+        if not self.use_ema:
+            return
+        t = int(self.iterations.numpy())
+        for k in sorted(self._sparse_averages):
+            var, average, last = (self._trainable_variables[k], self._model_variables_moving_average[k],
+                                  self._average_steps[k])
+            behind = (t - 1 - last.numpy()).astype(np.float64)
+            decay = np.power(float(self.ema_momentum), behind).reshape((-1,) + (1,) * (len(var.shape) - 1))
+            average.assign((decay * average.numpy() + (1 - decay) * var.numpy()).astype(average.dtype))
+            last.assign(np.full(last.shape, t - 1, np.int64))

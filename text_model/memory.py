@@ -43,8 +43,9 @@ def estimate(n_ratings: int, n_users: int, n_movies: int, config: TextModelConfi
     return {
         "runtime": RUNTIME,
         "ratings": float(PER_RATING * n_ratings),
-        # weights, two Adam slots and a dense gradient per table
-        "network": float(4 * 4 * params),
+        # weights, two Adam slots and a dense gradient per table; with weight averaging
+        # (ema_epochs) the average and the raw weights' copy held over each epoch's end
+        "network": float(4 * (6 if c.ema_epochs else 4) * params),
         # the randomised SVD's (rows x (k + 10)) blocks and QR temporaries, then the ranking vectors
         "ranking": float(4 * 5 * (n_users + n_movies) * (k + 10)) if k else 0.0,
         "vectors": float(4 * 3 * (n_users + n_movies) * (c.vector_dim + 4 + k)),

@@ -56,9 +56,17 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
 
     adam = SparseAdam if config.embedding_updates == "sparse" else keras.optimizers.Adam
     dist = distribution or Distribution("default")
+    if config.ema_epochs and dist.strategy is not None:  # the fitted model's config says what was done
+        import sys
+        from dataclasses import replace
+
+        print(f"config {config.name!r}: weight averaging (ema_epochs {config.ema_epochs}) does not run under a "
+              f"distribution strategy; training without it (ema_epochs 0)", file=sys.stderr, flush=True)
+        config = replace(config, ema_epochs=0.0)
+    averaging = {"use_ema": True, "ema_momentum": ema_momentum(config, steps)} if config.ema_epochs else {}
     with dist.scope():  # the variables: the network's, the optimizer's and the metric's
         model = _build(config, vocab, dataset, global_mean, (users[fit], movies[fit]))
-        model.compile(optimizer=adam(lr), loss=dist.loss,
+        model.compile(optimizer=adam(lr, **averaging), loss=dist.loss,
                       metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], run_eagerly=run_eagerly)
         # Adam's slots now, not inside the first traced step: creating variables there makes
         # tf.function trace the whole training step twice (seconds)
@@ -78,6 +86,8 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
                                               len(vocab.movie_ids), config.vector_dim))
     elif is_val.any():
         val = pipeline(is_val, False)
+    if averaging:  # first: every later callback (validation, early stopping) sees the averaged weights
+        callbacks.insert(0, _AveragedWeights(model.optimizer))
     if is_val.any():
         if config.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor="val_rmse", patience=config.early_stopping_patience,
@@ -122,6 +132,11 @@ def validation_rows(train, config: TextModelConfig, seed: int = 0) -> np.ndarray
 
         return latest_mask(train, seed)
     return validation_mask(len(train), config.validation_fraction, seed)
+
+
+def ema_momentum(config: TextModelConfig, steps_per_epoch: int) -> float:
+    """The per-step momentum of a moving average whose window is ``config.ema_epochs`` epochs."""
+    return max(0.0, 1.0 - 1.0 / (float(config.ema_epochs) * max(1, int(steps_per_epoch))))
 
 
 def validation_mask(n: int, fraction: float, seed: int = 0) -> np.ndarray:
@@ -217,6 +232,40 @@ def _VectorValidation(users: np.ndarray, movies: np.ndarray, ratings: np.ndarray
                 logs["val_rmse"] = float(np.sqrt(np.mean(np.square(pred - ratings))))
 
     return VectorValidation()
+
+
+def _AveragedWeights(optimizer):
+    """At each epoch's end the model's trainable weights become the optimizer's moving average of
+    them (``use_ema``), so the epoch's validation, early stopping's best weights and, after the last
+    epoch, the fitted model are the averaged ones; the next epoch starts from the raw weights again.
+
+    Keras' own `SwapEMAWeights(swap_on_epoch=True)` swaps the two sets in place: when early stopping
+    ends the fit before the last planned epoch, `fit`'s closing `finalize_variable_values` then writes
+    the *raw* weights (held in the average's slot) over the model. Here the average is copied, both
+    slots hold it at the end, and that closing step is a no-op.
+    """
+    import keras
+
+    class AveragedWeights(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self._raw = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self._raw is not None:
+                for var, value in zip(optimizer._trainable_variables, self._raw):
+                    var.assign(value)
+                self._raw = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            if hasattr(optimizer, "sync_average"):  # `SparseAdam`'s lazily averaged rows, up to date
+                optimizer.sync_average()
+            pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+            self._raw = [np.array(var.numpy()) for var, _ in pairs]
+            for var, average in pairs:
+                var.assign(average)
+
+    return AveragedWeights()
 
 
 def _EpochTimer():

@@ -26,8 +26,12 @@ RATING_SPACE = {  # name: (kind, low, high)
     "dropout": ("float", 0.0, 0.5),
     "user_embedding_dim": ("int", 16, 64),
     "movie_embedding_dim": ("int", 16, 64),
-    "implicit_dim": ("int", 0, 32),
+    "implicit_dim": ("int", 0, 64),
     "lr_decay": ("float", 0.5, 1.0),
+    "ema_epochs": ("float", 0.5, 3.0),
+    "vector_dim": ("int", 16, 64),
+    "bias_l2": ("log", 1e-6, 1e-3),
+    "early_stopping_patience": ("int", 1, 3),
 }
 VALIDATION_FRACTION = 0.1
 RANKING_SPACE = {
