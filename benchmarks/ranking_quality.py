@@ -59,6 +59,7 @@ NEIGHBOURS = ()          # --neighbours: spaces for tail neighbour smoothing ("p
 NEIGHBOUR_K = (20,)      # --neighbour-k
 RESIDUAL = False         # --residual: poster signals on top of the genres + year term (the control)
 SKIP_PEERS = False       # --skip-peers: no w=0.25/0.5, most popular, EASE, ALS, BPR rows
+VARIANT_VALIDATION = "pairs"  # --variant-validation: "pairs" (train's own random slice) or "split" (as the peers)
 
 
 # -- homes ----------------------------------------------------------------------------------------
@@ -296,6 +297,8 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
     seen = m_full.x[np.searchsorted(m_full.user_ids, users)].toarray() > 0
     print("  ranking models beside the trained rating model:", flush=True)
     ctx = refit_candidates(home, name, DATASET, SEED, catalogue, users, seen, add)
+    if VARIANT_VALIDATION == "split":  # the peers' validation slice: the split's own rule on the training part
+        ctx = {**ctx, **dict(zip(("fit", "val"), validation_of(name, split.train)))}
     for cand, model in ctx["models"].items():
         info[f"{cand}_final_fit_seconds"] = model.params.get("fit_seconds")
         ease_model = model if cand == "ease" else getattr(model, "implicit", None)
@@ -317,6 +320,7 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
     spaces = {k: v for k, v in spaces.items() if k.replace(" + ", "-") in NEIGHBOURS}
     info["poster_variants"] = poster_variants(ctx, base_name, rec.visual, feats, catalogue, users, seen, train, add,
                                               neighbours=spaces, neighbour_k=NEIGHBOUR_K, residual=RESIDUAL)
+    info["variant_validation"] = VARIANT_VALIDATION
     info["poster_variants_seconds"] = round(time.perf_counter() - t0, 1)
     return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
 
@@ -479,10 +483,15 @@ def main() -> int:
     parser.add_argument("--neighbour-k", default="20", help="neighbour counts, comma-separated (default 20)")
     parser.add_argument("--residual", action="store_true",
                         help="also each poster signal on top of the genres + year vbpr term (needs no-posters)")
+    parser.add_argument("--variant-validation", choices=("pairs", "split"), default="pairs",
+                        help="the slice the poster variants' alpha is picked on: 'pairs' (train's own random "
+                             "validation pairs, default) or 'split' (the peers' slice: the split's rule on the "
+                             "training part, e.g. each user's last training rating for leave-last-out)")
     parser.add_argument("--skip-peers", action="store_true",
                         help="skip the w=0.25/0.5 recommend rows and the peers (most popular, EASE, ALS, BPR)")
     args = parser.parse_args()
-    global SKIP_VBPR, VARIANT_FEATURES, NEIGHBOURS, NEIGHBOUR_K, RESIDUAL, SKIP_PEERS
+    global SKIP_VBPR, VARIANT_FEATURES, NEIGHBOURS, NEIGHBOUR_K, RESIDUAL, SKIP_PEERS, VARIANT_VALIDATION
+    VARIANT_VALIDATION = args.variant_validation
     NEIGHBOURS = tuple(s.strip() for s in args.neighbours.split(",") if s.strip())
     bad = [n for n in NEIGHBOURS if n not in ("posters", "genres-year")]
     if bad:

@@ -199,6 +199,8 @@ def poster_variants(ctx: dict, base_name: str, visual, features: dict, catalogue
     rv = model.ranking_vectors()
     base_test = zscore(scores_over(rv.ranking_users, rv.ranking_movies, users, catalogue))
     tail_val, tail_test = tail_of(fit_p, catalogue), tail_of(test_train, catalogue)
+    print(f"    validation: {len(val_users)} users with a liked validation movie, "
+          f"{int((relevant & tail_val[None, :]).any(axis=1).sum())} of them with a tail one", flush=True)
     signals, posters, scopes = {}, {}, {}
     for fname, (feats, has_posters) in features.items():
         t0 = time.perf_counter()
