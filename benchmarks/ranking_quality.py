@@ -59,6 +59,7 @@ NEIGHBOURS = ()          # --neighbours: spaces for tail neighbour smoothing ("p
 NEIGHBOUR_K = (20,)      # --neighbour-k
 RESIDUAL = False         # --residual: poster signals on top of the genres + year term (the control)
 SKIP_PEERS = False       # --skip-peers: no w=0.25/0.5, most popular, EASE, ALS, BPR rows
+VBPR_SEED = 0            # --vbpr-seed: the seed of the poster variants' vbpr fits
 VARIANT_VALIDATION = "pairs"  # --variant-validation: "pairs" (train's own random slice) or "split" (as the peers)
 
 
@@ -319,8 +320,9 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
               "genres + year": (movie_features(catalogue, None, genres, years), False)}
     spaces = {k: v for k, v in spaces.items() if k.replace(" + ", "-") in NEIGHBOURS}
     info["poster_variants"] = poster_variants(ctx, base_name, rec.visual, feats, catalogue, users, seen, train, add,
-                                              neighbours=spaces, neighbour_k=NEIGHBOUR_K, residual=RESIDUAL)
-    info["variant_validation"] = VARIANT_VALIDATION
+                                              neighbours=spaces, neighbour_k=NEIGHBOUR_K, residual=RESIDUAL,
+                                              vbpr_seed=VBPR_SEED)
+    info["variant_validation"], info["vbpr_seed"] = VARIANT_VALIDATION, VBPR_SEED
     info["poster_variants_seconds"] = round(time.perf_counter() - t0, 1)
     return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
 
@@ -487,11 +489,12 @@ def main() -> int:
                         help="the slice the poster variants' alpha is picked on: 'pairs' (train's own random "
                              "validation pairs, default) or 'split' (the peers' slice: the split's rule on the "
                              "training part, e.g. each user's last training rating for leave-last-out)")
+    parser.add_argument("--vbpr-seed", type=int, default=0, help="seed of the poster variants' vbpr fits (default 0)")
     parser.add_argument("--skip-peers", action="store_true",
                         help="skip the w=0.25/0.5 recommend rows and the peers (most popular, EASE, ALS, BPR)")
     args = parser.parse_args()
-    global SKIP_VBPR, VARIANT_FEATURES, NEIGHBOURS, NEIGHBOUR_K, RESIDUAL, SKIP_PEERS, VARIANT_VALIDATION
-    VARIANT_VALIDATION = args.variant_validation
+    global SKIP_VBPR, VARIANT_FEATURES, NEIGHBOURS, NEIGHBOUR_K, RESIDUAL, SKIP_PEERS, VARIANT_VALIDATION, VBPR_SEED
+    VARIANT_VALIDATION, VBPR_SEED = args.variant_validation, args.vbpr_seed
     NEIGHBOURS = tuple(s.strip() for s in args.neighbours.split(",") if s.strip())
     bad = [n for n in NEIGHBOURS if n not in ("posters", "genres-year")]
     if bad:

@@ -118,11 +118,11 @@ def _validation_base(model, rating, fit_p, val_users, catalogue) -> np.ndarray:
     return scores_over(rv.ranking_users, rv.ranking_movies, val_users, catalogue)
 
 
-def _vbpr_term(train, feats, user_ids, catalogue) -> np.ndarray:
+def _vbpr_term(train, feats, user_ids, catalogue, seed: int = 0) -> np.ndarray:
     """theta_u . E f_i + beta . f_i of a fusion.vbpr model fit on ``train`` (0 for unknown movies)."""
-    from fusion.vbpr import fit_vbpr
+    from fusion.vbpr import VBPRConfig, fit_vbpr
 
-    model = fit_vbpr(train, feats, user_ids=user_ids)
+    model = fit_vbpr(train, feats, VBPRConfig(seed=seed), user_ids=user_ids)
     f = model.features.astype(np.float32)
     theta = model.user_visual[np.searchsorted(model.user_ids, user_ids)]
     term = theta @ (f @ model.projection).T + (f @ model.feature_bias)[None, :]
@@ -177,7 +177,7 @@ CONTROL = "vbpr term (genres + year, no posters)"
 
 
 def poster_variants(ctx: dict, base_name: str, visual, features: dict, catalogue, users, seen, test_train, add,
-                    neighbours: dict | None = None, neighbour_k=(), residual: bool = False):
+                    neighbours: dict | None = None, neighbour_k=(), residual: bool = False, vbpr_seed: int = 0):
     """Each poster variant on top of ``base_name``, alpha picked on validation; adds a row per variant.
 
     ``features``: label -> (feature Vectors, has posters) for the vbpr term. ``neighbours``: label ->
@@ -205,8 +205,8 @@ def poster_variants(ctx: dict, base_name: str, visual, features: dict, catalogue
     for fname, (feats, has_posters) in features.items():
         t0 = time.perf_counter()
         key = f"vbpr term ({fname})"
-        signals[key] = (zscore(_vbpr_term(fit_p, feats, val_users, catalogue)),
-                        zscore(_vbpr_term(test_train, feats, users, catalogue)))
+        signals[key] = (zscore(_vbpr_term(fit_p, feats, val_users, catalogue, vbpr_seed)),
+                        zscore(_vbpr_term(test_train, feats, users, catalogue, vbpr_seed)))
         posters[key], scopes[key] = has_posters, ("all movies", "tail only")
         print(f"    {key}: two fits {time.perf_counter() - t0:.0f} s", flush=True)
     if visual is not None:
