@@ -223,7 +223,8 @@ def poster_variants(ctx: dict, base_name: str, visual, features: dict, catalogue
     out = {}
 
     def row(key, test_scores, alpha, hrs, extra=None):
-        add(key, lists_of(test_scores, seen, users, catalogue), {"alpha": alpha, "validation_hr@10": hrs, **(extra or {})})
+        add(key, lists_of(test_scores, seen, users, catalogue),
+            {"alpha": alpha, "validation_hr@10": hrs, **(extra or {})})
         out[key] = {"alpha": alpha, "validation_hr@10": hrs, **(extra or {})}
         print(f"    {key}: alpha {alpha} (validation HR@10 {hrs[alpha]:.4f}; alpha 0: {hrs[0.0]:.4f})", flush=True)
 
