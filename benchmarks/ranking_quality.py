@@ -60,6 +60,7 @@ NEIGHBOUR_K = (20,)      # --neighbour-k
 RESIDUAL = False         # --residual: poster signals on top of the genres + year term (the control)
 SKIP_PEERS = False       # --skip-peers: no w=0.25/0.5, most popular, EASE, ALS, BPR rows
 VBPR_SEED = 0            # --vbpr-seed: the seed of the poster variants' vbpr fits
+TEST_AT_EVERY_ALPHA = False  # --test-at-every-alpha: a diagnostic, never used to choose
 VARIANT_VALIDATION = "pairs"  # --variant-validation: "pairs" (train's own random slice) or "split" (as the peers)
 
 
@@ -321,7 +322,8 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
     spaces = {k: v for k, v in spaces.items() if k.replace(" + ", "-") in NEIGHBOURS}
     info["poster_variants"] = poster_variants(ctx, base_name, rec.visual, feats, catalogue, users, seen, train, add,
                                               neighbours=spaces, neighbour_k=NEIGHBOUR_K, residual=RESIDUAL,
-                                              vbpr_seed=VBPR_SEED)
+                                              vbpr_seed=VBPR_SEED, measure=None if not TEST_AT_EVERY_ALPHA else
+                                              lambda lists: score_lists(lists, train, test, head, len(catalogue)))
     info["variant_validation"], info["vbpr_seed"] = VARIANT_VALIDATION, VBPR_SEED
     info["poster_variants_seconds"] = round(time.perf_counter() - t0, 1)
     return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
@@ -490,11 +492,16 @@ def main() -> int:
                              "validation pairs, default) or 'split' (the peers' slice: the split's rule on the "
                              "training part, e.g. each user's last training rating for leave-last-out)")
     parser.add_argument("--vbpr-seed", type=int, default=0, help="seed of the poster variants' vbpr fits (default 0)")
+    parser.add_argument("--test-at-every-alpha", action="store_true",
+                        help="diagnostic: record each poster variant's test metrics at every alpha (the choice "
+                             "stays validation's)")
     parser.add_argument("--skip-peers", action="store_true",
                         help="skip the w=0.25/0.5 recommend rows and the peers (most popular, EASE, ALS, BPR)")
     args = parser.parse_args()
     global SKIP_VBPR, VARIANT_FEATURES, NEIGHBOURS, NEIGHBOUR_K, RESIDUAL, SKIP_PEERS, VARIANT_VALIDATION, VBPR_SEED
+    global TEST_AT_EVERY_ALPHA
     VARIANT_VALIDATION, VBPR_SEED = args.variant_validation, args.vbpr_seed
+    TEST_AT_EVERY_ALPHA = args.test_at_every_alpha
     NEIGHBOURS = tuple(s.strip() for s in args.neighbours.split(",") if s.strip())
     bad = [n for n in NEIGHBOURS if n not in ("posters", "genres-year")]
     if bad:

@@ -173,11 +173,18 @@ def _pick(base_val, sv, mv, val_seen, relevant) -> tuple[float, dict]:
     return max(ALPHAS, key=lambda a: (hrs[a], -a)), hrs  # ties go to the smaller weight (less change)
 
 
+def _brief(m: dict) -> dict:
+    t = m["tail"]
+    return {"hr@10": m["all"]["hr@10"], "ndcg@10": m["all"]["ndcg@10"], "tail_hits": round(t["hr@10"] * t["users"]),
+            "tail_users": t["users"], "tail_ndcg@10": t["ndcg@10"]}
+
+
 CONTROL = "vbpr term (genres + year, no posters)"
 
 
 def poster_variants(ctx: dict, base_name: str, visual, features: dict, catalogue, users, seen, test_train, add,
-                    neighbours: dict | None = None, neighbour_k=(), residual: bool = False, vbpr_seed: int = 0):
+                    neighbours: dict | None = None, neighbour_k=(), residual: bool = False, vbpr_seed: int = 0,
+                    measure=None):
     """Each poster variant on top of ``base_name``, alpha picked on validation; adds a row per variant.
 
     ``features``: label -> (feature Vectors, has posters) for the vbpr term. ``neighbours``: label ->
@@ -222,7 +229,10 @@ def poster_variants(ctx: dict, base_name: str, visual, features: dict, catalogue
             posters[key], scopes[key] = has_posters, ("tail only",)
     out = {}
 
-    def row(key, test_scores, alpha, hrs, extra=None):
+    def row(key, test_scores, alpha, hrs, extra=None, at=None):
+        if measure is not None and at is not None:  # at(a): the test scores at alpha a
+            extra = {**(extra or {}), "test_at_alpha": {a: _brief(measure(lists_of(at(a), seen, users, catalogue)))
+                                                        for a in ALPHAS}}
         add(key, lists_of(test_scores, seen, users, catalogue),
             {"alpha": alpha, "validation_hr@10": hrs, **(extra or {})})
         out[key] = {"alpha": alpha, "validation_hr@10": hrs, **(extra or {})}
@@ -233,15 +243,18 @@ def poster_variants(ctx: dict, base_name: str, visual, features: dict, catalogue
             mv = tail_val[None, :] if scope == "tail only" else 1.0
             mt = tail_test[None, :] if scope == "tail only" else 1.0
             best, hrs = _pick(base_val, sv, mv, val_seen, relevant)
-            row(f"{base_name} + alpha x {sname}, {scope}", base_test + best * st * mt, best, hrs)
+            row(f"{base_name} + alpha x {sname}, {scope}", base_test + best * st * mt, best, hrs,
+                at=lambda a, st=st, mt=mt: base_test + a * st * mt)
     if residual and CONTROL in signals:
         cv, ct = signals[CONTROL]
         a_g = out[f"{base_name} + alpha x {CONTROL}, tail only"]["alpha"]
         control_val = base_val + a_g * cv * tail_val[None, :]
         control_test = base_test + a_g * ct * tail_test[None, :]
-        for sname in [s for s in signals if posters[s]]:
+        for sname in [s for s in signals if posters[s]] + [CONTROL]:  # the control again: more of the same
             sv, st = signals[sname]
             best, hrs = _pick(control_val, sv, tail_val[None, :], val_seen, relevant)
-            row(f"{base_name} + {a_g:g} x {CONTROL} + alpha x {sname}, tail only",
-                control_test + best * st * tail_test[None, :], best, hrs, {"control_alpha": a_g})
+            again = " again" if sname == CONTROL else ""
+            row(f"{base_name} + {a_g:g} x {CONTROL} + alpha x {sname}{again}, tail only",
+                control_test + best * st * tail_test[None, :], best, hrs, {"control_alpha": a_g},
+                at=lambda a, st=st: control_test + a * st * tail_test[None, :])
     return out
