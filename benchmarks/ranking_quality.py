@@ -2,6 +2,9 @@
 
     python benchmarks/ranking_quality.py [--work DIR] [--shared ../shared] [--weights-file H5]
                                          [--splits leave-last-out,random-80-20] [--skip-cold-start]
+                                         [--skip-vbpr] [--skip-peers] [--variant-features posters,no-posters,...]
+                                         [--neighbours posters,genres-year] [--neighbour-k 10,30] [--residual]
+                                         [--variant-validation pairs|split] [--vbpr-seed N] [--test-at-every-alpha]
 
 For each split (seed 0; `catalog.make_split`): the held-out pairs go to a CSV, and a home under
 ``--work`` gets ``download``, ``import-posters``, ``embed`` (the embedding cache is shared by the
