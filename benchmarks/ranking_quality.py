@@ -2,6 +2,9 @@
 
     python benchmarks/ranking_quality.py [--work DIR] [--shared ../shared] [--weights-file H5]
                                          [--splits leave-last-out,random-80-20] [--skip-cold-start]
+                                         [--skip-vbpr] [--skip-peers] [--variant-features posters,no-posters,...]
+                                         [--neighbours posters,genres-year] [--neighbour-k 10,30] [--residual]
+                                         [--variant-validation pairs|split] [--vbpr-seed N] [--test-at-every-alpha]
 
 For each split (seed 0; `catalog.make_split`): the held-out pairs go to a CSV, and a home under
 ``--work`` gets ``download``, ``import-posters``, ``embed`` (the embedding cache is shared by the
@@ -55,6 +58,13 @@ BPR_GRID = [dict(factors=f, learning_rate=lr, iterations=it) for f in (32, 64, 1
 EASE_GRID = [50.0, 200.0, 500.0, 1000.0, 2000.0]
 SKIP_VBPR = False        # --skip-vbpr: no build-index vbpr row and no vbpr ablations (seeded: they repeat exactly)
 VARIANT_FEATURES = None  # --variant-features: which vbpr feature sets the poster variants fit (None: all)
+NEIGHBOURS = ()          # --neighbours: spaces for tail neighbour smoothing ("posters", "genres-year")
+NEIGHBOUR_K = (20,)      # --neighbour-k
+RESIDUAL = False         # --residual: poster signals on top of the genres + year term (the control)
+SKIP_PEERS = False       # --skip-peers: no w=0.25/0.5, most popular, EASE, ALS, BPR rows
+VBPR_SEED = 0            # --vbpr-seed: the seed of the poster variants' vbpr fits
+TEST_AT_EVERY_ALPHA = False  # --test-at-every-alpha: a diagnostic, never used to choose
+VARIANT_VALIDATION = "pairs"  # --variant-validation: "pairs" (train's own random slice) or "split" (as the peers)
 
 
 # -- homes ----------------------------------------------------------------------------------------
@@ -248,8 +258,9 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
     def add(key, lists, extra=None):
         results[key] = {**score_lists(lists, train, test, head, len(catalogue)), **(extra or {})}
         a = results[key]["all"]
-        print(f"  {key:34} HR@10 {a['hr@10']:.4f}  NDCG@10 {a['ndcg@10']:.4f}  tail HR@10 "
-              f"{results[key]['tail']['hr@10']:.4f}", flush=True)
+        t = results[key]["tail"]
+        print(f"  {key:34} HR@10 {a['hr@10']:.4f}  NDCG@10 {a['ndcg@10']:.4f}  tail HR@10 {t['hr@10']:.4f} "
+              f"({round(t['hr@10'] * t['users'])}/{t['users']})  tail NDCG@10 {t['ndcg@10']:.4f}", flush=True)
 
     fit_seconds = train_on(home, split, name)
     rec = Recommender.load(home)
@@ -260,7 +271,7 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
     base_name = rec.ranking_model.name if rec.ranking_model is not None else "rating"
     add(f"posterec recommend, w=0 ({base_name})", {int(u): h.movie_ids for u, h in zip(users, hits)},
         {"ranking": rec.ranking_model.name if rec.ranking_model is not None else None})
-    for w in (0.25, 0.5):
+    for w in () if SKIP_PEERS else (0.25, 0.5):
         add(f"posterec recommend, w={w:g}",
             {int(u): rec.recommend(int(u), N_RECALL, visual_weight=w, because=False).movie_ids for u in users})
     entry = {}
@@ -285,7 +296,48 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
         results_key_seconds = time.perf_counter() - t0
         add(key, _model_lists(model, m_full, users),
             {"fit_seconds": round(results_key_seconds, 1)})
-    # peers
+    if not SKIP_PEERS:
+        _peers(name, split, catalogue, m_full, users, add, info)
+    info["vbpr_fit_seconds"] = (entry.get("ranking") or {}).get("fit_seconds")
+    # the ranking models train can fit, refit beside its rating model on its own validation slice,
+    # then the poster variants on top of the default one (benchmarks/ranking_variants.py)
+    from ranking_variants import poster_variants, refit_candidates
+
+    seen = m_full.x[np.searchsorted(m_full.user_ids, users)].toarray() > 0
+    print("  ranking models beside the trained rating model:", flush=True)
+    ctx = refit_candidates(home, name, DATASET, SEED, catalogue, users, seen, add)
+    if VARIANT_VALIDATION == "split":  # the peers' validation slice: the split's own rule on the training part
+        ctx = {**ctx, **dict(zip(("fit", "val"), validation_of(name, split.train)))}
+    for cand, model in ctx["models"].items():
+        info[f"{cand}_final_fit_seconds"] = model.params.get("fit_seconds")
+        ease_model = model if cand == "ease" else getattr(model, "implicit", None)
+        if cand in ("ease", "ease+rating") and ease_model is not None:
+            from text_model.ease import ease_weights
+
+            times = []
+            for _ in range(FIT_REPEATS):  # the final fit again, as `EASE.fit_pairs` times it
+                t0 = time.perf_counter()
+                ease_weights(ease_model.rows, ease_model.lam)
+                times.append(time.perf_counter() - t0)
+            info[f"{cand}_final_fit_seconds_median"] = round(float(np.median(times)), 3)
+            info[f"{cand}_final_fit_seconds_all"] = [round(t, 3) for t in times]
+    t0 = time.perf_counter()
+    print(f"  poster variants on {base_name}:", flush=True)
+    feats = variant_features(VARIANT_FEATURES, catalogue, rec.visual, genres, years)
+    spaces = {"posters": (rec.visual, True),
+              "genres + year": (movie_features(catalogue, None, genres, years), False)}
+    spaces = {k: v for k, v in spaces.items() if k.replace(" + ", "-") in NEIGHBOURS}
+    info["poster_variants"] = poster_variants(ctx, base_name, rec.visual, feats, catalogue, users, seen, train, add,
+                                              neighbours=spaces, neighbour_k=NEIGHBOUR_K, residual=RESIDUAL,
+                                              vbpr_seed=VBPR_SEED, measure=None if not TEST_AT_EVERY_ALPHA else
+                                              lambda lists: score_lists(lists, train, test, head, len(catalogue)))
+    info["variant_validation"], info["vbpr_seed"] = VARIANT_VALIDATION, VBPR_SEED
+    info["poster_variants_seconds"] = round(time.perf_counter() - t0, 1)
+    return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
+
+
+def _peers(name, split, catalogue, m_full, users, add, info) -> None:
+    """Most popular, EASE, implicit ALS and BPR, each grid tuned on the validation slice."""
     sub, val = validation_of(name, split.train)
     m_sub = Matrix(sub, catalogue)
     add("most popular", popular(m_full, users))
@@ -304,36 +356,32 @@ def warm_split(name: str, home: Path, shared: Path, cache: Path, embed_args, dat
     lists, meta = tuned("BPR", BPR_GRID, lambda m, p, us: implicit_lists(fit_bpr(m, p), m, us), m_sub, val, m_full,
                         users)
     add("implicit BPR", lists, meta)
-    info["vbpr_fit_seconds"] = (entry.get("ranking") or {}).get("fit_seconds")
-    # the ranking models train can fit, refit beside its rating model on its own validation slice,
-    # then the poster variants on top of the default one (benchmarks/ranking_variants.py)
-    from ranking_variants import poster_variants, refit_candidates
 
-    seen = m_full.x[np.searchsorted(m_full.user_ids, users)].toarray() > 0
-    print("  ranking models beside the trained rating model:", flush=True)
-    ctx = refit_candidates(home, name, DATASET, SEED, catalogue, users, seen, add)
-    for cand, model in ctx["models"].items():
-        info[f"{cand}_final_fit_seconds"] = model.params.get("fit_seconds")
-        ease_model = model if cand == "ease" else getattr(model, "implicit", None)
-        if cand in ("ease", "ease+rating") and ease_model is not None:
-            from text_model.ease import ease_weights
 
-            times = []
-            for _ in range(FIT_REPEATS):  # the final fit again, as `EASE.fit_pairs` times it
-                t0 = time.perf_counter()
-                ease_weights(ease_model.rows, ease_model.lam)
-                times.append(time.perf_counter() - t0)
-            info[f"{cand}_final_fit_seconds_median"] = round(float(np.median(times)), 3)
-            info[f"{cand}_final_fit_seconds_all"] = [round(t, 3) for t in times]
-    t0 = time.perf_counter()
-    print(f"  poster variants on {base_name}:", flush=True)
-    feats = {"posters + genres + year": movie_features(catalogue, rec.visual, genres, years),
-             "genres + year, no posters": movie_features(catalogue, None, genres, years)}
-    short = {"posters + genres + year": "posters", "genres + year, no posters": "no-posters"}
-    feats = {k: v for k, v in feats.items() if VARIANT_FEATURES is None or short[k] in VARIANT_FEATURES}
-    info["poster_variants"] = poster_variants(ctx, base_name, rec.visual, feats, catalogue, users, seen, train, add)
-    info["poster_variants_seconds"] = round(time.perf_counter() - t0, 1)
-    return {"split": split.describe(), "head_movies": len(head), "models": results, **info}
+def variant_features(names, catalogue, visual, genres, years) -> dict:
+    """label -> (vbpr feature Vectors, has posters) for the poster variants, by short name:
+    ``posters`` (poster PCA 64 + genres + year), ``no-posters`` (genres + year), ``posters-pcaN``
+    (PCA N + genres + year), ``poster-only-pcaN`` (PCA N alone); a trailing ``w`` whitens the PCA."""
+    import re
+
+    from fusion.vbpr import movie_features
+
+    out = {}
+    for name in ("posters", "no-posters") if names is None else [n for n in names if n not in ("", "none")]:
+        m = re.fullmatch(r"(posters|poster-only)(?:-pca(\d+)(w?))?", name)
+        if name == "no-posters":
+            out["genres + year, no posters"] = (movie_features(catalogue, None, genres, years), False)
+        elif m and not (m.group(1) == "poster-only" and m.group(2) is None):
+            dim, white = int(m.group(2) or 64), m.group(3) == "w"
+            only = m.group(1) == "poster-only"
+            label = (f"posters (PCA {dim}{', whitened' if white else ''})" + ("" if only else " + genres + year")
+                     if m.group(2) else "posters + genres + year")
+            out[label] = (movie_features(catalogue, visual, None if only else genres, None if only else years,
+                                         poster_dim=dim, whiten=white), True)
+        else:
+            raise SystemExit(f"--variant-features: unknown feature set {name!r}; known: posters, no-posters, "
+                             "posters-pcaN, poster-only-pcaN, each PCA optionally ending in w (whitened)")
+    return out
 
 
 def _model_lists(model, m: Matrix, users) -> dict[int, np.ndarray]:
@@ -450,7 +498,8 @@ def table(name: str, res: dict) -> str:
 
 
 def main() -> int:
-    global SKIP_VBPR, VARIANT_FEATURES, SEED
+    global SKIP_VBPR, VARIANT_FEATURES, SEED, NEIGHBOURS, NEIGHBOUR_K, RESIDUAL, SKIP_PEERS, VARIANT_VALIDATION
+    global VBPR_SEED, TEST_AT_EVERY_ALPHA
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "posterec-ranking-quality")
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared",
@@ -463,8 +512,33 @@ def main() -> int:
                         help="skip build-index's vbpr and the vbpr ablation rows (fixed seeds: they repeat exactly)")
     parser.add_argument("--variant-features", default=None,
                         help="poster variants: vbpr feature sets to fit, comma-separated among 'posters' "
-                             "(posters + genres + year) and 'no-posters' (genres + year) (default: both)")
+                             "(posters + genres + year), 'no-posters' (genres + year), 'posters-pcaN' "
+                             "(poster PCA N + genres + year), 'poster-only-pcaN'; 'w' after N whitens "
+                             "(default: posters,no-posters)")
+    parser.add_argument("--neighbours", default="",
+                        help="tail neighbour smoothing spaces, comma-separated among 'posters' and 'genres-year'")
+    parser.add_argument("--neighbour-k", default="20", help="neighbour counts, comma-separated (default 20)")
+    parser.add_argument("--residual", action="store_true",
+                        help="also each poster signal on top of the genres + year vbpr term (needs no-posters)")
+    parser.add_argument("--variant-validation", choices=("pairs", "split"), default="pairs",
+                        help="the slice the poster variants' alpha is picked on: 'pairs' (train's own random "
+                             "validation pairs, default) or 'split' (the peers' slice: the split's rule on the "
+                             "training part, e.g. each user's last training rating for leave-last-out)")
+    parser.add_argument("--vbpr-seed", type=int, default=0, help="seed of the poster variants' vbpr fits (default 0)")
+    parser.add_argument("--test-at-every-alpha", action="store_true",
+                        help="diagnostic: record each poster variant's test metrics at every alpha (the choice "
+                             "stays validation's)")
+    parser.add_argument("--skip-peers", action="store_true",
+                        help="skip the w=0.25/0.5 recommend rows and the peers (most popular, EASE, ALS, BPR)")
     args = parser.parse_args()
+    VARIANT_VALIDATION, VBPR_SEED = args.variant_validation, args.vbpr_seed
+    TEST_AT_EVERY_ALPHA = args.test_at_every_alpha
+    NEIGHBOURS = tuple(s.strip() for s in args.neighbours.split(",") if s.strip())
+    bad = [n for n in NEIGHBOURS if n not in ("posters", "genres-year")]
+    if bad:
+        parser.error(f"--neighbours: unknown space(s) {', '.join(bad)}; known: posters, genres-year")
+    NEIGHBOUR_K = tuple(int(k) for k in args.neighbour_k.split(",") if k.strip())
+    RESIDUAL, SKIP_PEERS = args.residual, args.skip_peers
     SKIP_VBPR, SEED = args.skip_vbpr, args.seed
     VARIANT_FEATURES = None if args.variant_features is None else [s.strip() for s in args.variant_features.split(",")]
     weights_file = args.weights_file or args.shared / WEIGHTS_H5
@@ -501,13 +575,14 @@ def main() -> int:
         print(table(name, res) + "\n")
         print(paired_lines(res) + "\n")
         res["paired"] = {peer: paired(res["models"][k], res["models"][peer]) for k in res["models"]
-                         if k.startswith("posterec recommend, w=0 ") for peer in ("EASE", "implicit ALS", "implicit BPR")}
+                         if k.startswith("posterec recommend, w=0 ") for peer in ("EASE", "implicit ALS", "implicit BPR")
+                         if peer in res["models"]}
         for r in res["models"].values():
             r.pop("per_user", None)
         finals = ", ".join(f"{c} {res.get(f'{c}_final_fit_seconds')} (median of {FIT_REPEATS} more: "
                            f"{res.get(f'{c}_final_fit_seconds_median')})" for c in ("ease", "ease+rating"))
         print(f"fit seconds: posterec train {res['train_seconds']}, build-index {res.get('build_index_seconds')} "
-              f"(vbpr {res['vbpr_fit_seconds']}), implicit ALS {res['als_fit_seconds']} (median of {FIT_REPEATS} "
+              f"(vbpr {res['vbpr_fit_seconds']}), implicit ALS {res.get('als_fit_seconds')} (median of {FIT_REPEATS} "
               f"refits {res.get('als_fit_seconds_all')}); final EASE fit (the grid not counted, as ALS's refit): "
               f"{finals}\n")
     if cold:

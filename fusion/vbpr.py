@@ -79,12 +79,14 @@ class VBPRConfig:
 # -- features -------------------------------------------------------------------------------------
 def movie_features(movie_ids, visual: Vectors | None = None, genres: Mapping[int, Sequence[str]] | None = None,
                    years: Mapping[int, float | None] | None = None, poster_dim: int = 64,
-                   fit_ids=None) -> Vectors:
+                   fit_ids=None, whiten: bool = False) -> Vectors:
     """One feature row per movie of ``movie_ids``: [poster PCA | has poster | genres | year bins].
 
     The poster block is the embedding centred and projected on its first ``poster_dim`` principal
     axes (computed on ``fit_ids``' posters, default all), scaled to unit mean row norm; a movie
-    without a poster gets zeros there and its flag 0. Blocks not given are left out.
+    without a poster gets zeros there and its flag 0. ``whiten``: each axis is first divided by its
+    standard deviation on the fit posters, so every axis has the same spread (the leading ones no
+    longer dominate). Blocks not given are left out.
     """
     ids = np.unique(np.asarray(movie_ids, np.int64))
     blocks = []
@@ -95,8 +97,10 @@ def movie_features(movie_ids, visual: Vectors | None = None, genres: Mapping[int
         if len(fit) < 2:
             fit = base
         mean = fit.mean(axis=0)
-        _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+        _, sv, vt = np.linalg.svd(fit - mean, full_matrices=False)
         proj = vt[: min(poster_dim, vt.shape[0])].T
+        if whiten:
+            proj = proj / np.maximum(sv[: proj.shape[1]] / np.sqrt(max(len(fit) - 1, 1)), 1e-12)
         low = (base - mean) @ proj
         low /= max(float(np.linalg.norm((fit - mean) @ proj, axis=1).mean()), 1e-12)
         block = np.zeros((len(ids), proj.shape[1] + 1), np.float32)

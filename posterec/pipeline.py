@@ -91,7 +91,7 @@ def text_vectors(version: ModelVersion, learned: bool = True):
     return rating, ranking
 
 
-def _train_config(version: ModelVersion):
+def train_config(version: ModelVersion):
     """The version's `TextModelConfig` (the default one when it recorded none readable)."""
     from text_model import TextModelConfig
 
@@ -105,12 +105,12 @@ def _train_config(version: ModelVersion):
 def _vbpr_config(version: ModelVersion):
     from fusion.vbpr import VBPRConfig
 
-    return VBPRConfig(**_train_config(version).vbpr_settings(), seed=0)
+    return VBPRConfig(**train_config(version).vbpr_settings(), seed=0)
 
 
 def learned_ranking_config(version: ModelVersion):
     """The `fusion.vbpr.VBPRConfig` of the version's train config, or None when it asks for none."""
-    return _vbpr_config(version) if _train_config(version).learned_ranking else None
+    return _vbpr_config(version) if train_config(version).learned_ranking else None
 
 
 def fit_learned_ranking(version: ModelVersion, rating, visual: Vectors | None, movies, config=None):
