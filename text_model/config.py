@@ -66,7 +66,7 @@ class TextModelConfig:
     # each step); at each epoch's end the model holds the average, so validation, early stopping and
     # the saved model all use it, and the next epoch trains on from the raw weights. 0: off. 1.5 and
     # implicit_dim 32: tune's validation slices of ml-100k random 80/20, seeds 0-2, mean RMSE
-    # 0.9041 -> 0.8950 (docs/notes/h-rmse.md)
+    # 0.9041 -> 0.8950 (benchmarks/README.md, "Ranking quality", round 4)
     ema_epochs: float = 1.5
     clip_predictions: bool = True     # predictions clipped to the rating scale
     # ranking (recommend): score = puresvd(user, movie) + lam * predicted rating, where puresvd is a
