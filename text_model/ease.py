@@ -12,8 +12,8 @@ Recency: a user's row may weigh their latest ratings more, ``x_u[i] = 1 + boost 
 scored rows carry the weights. A user's next movie is most like the ones they rated last; on
 ml-100k leave-last-out this lifts HR@10 well above EASE's (benchmarks/README.md, "Ranking quality").
 ``(scale, boost)`` is picked on the validation slice with the rest, among the config's
-``ease_recency_scales`` x ``ease_recency_boosts`` and "off" (boost 0, chosen on ties); it needs the ratings' times (`catalog.Interactions.times`), and
-without them the rows stay binary.
+``ease_recency_scales`` x ``ease_recency_boosts`` and "off" (boost 0, chosen on ties). It needs
+the ratings' times (`catalog.Interactions.times`); without them the rows stay binary.
 
 ``lam`` (and ``rating_weight``) are picked on the validation slice of the training data exactly as
 the PureSVD blend's ``k``/``rating_weight`` are (`text_model.ranking.Blend`): the setting whose top
@@ -99,14 +99,23 @@ def binary_rows(interactions: Interactions, user_ids: np.ndarray, movie_ids: np.
     return x
 
 
-def row_weights(interactions: Interactions, scale: float, boost: float) -> np.ndarray:
-    """float32 weight of each rating in ``interactions`` (its order): ``1 + boost * exp(-age / scale)``,
-    ``age`` counted from the user's latest rating (`Interactions.ages`); all ones when ``boost`` is 0."""
+def recency_weights(ages, scale: float, boost: float) -> np.ndarray:
+    """float32 ``1 + boost * exp(-age / scale)`` of each age (0: a user's latest rating); ones when
+    ``boost`` is 0. The one formula of a row's recency weights (training rows, added ratings, visitors)."""
+    ages = np.asarray(ages, np.float64)
     if not boost:
-        return np.ones(len(interactions.movie_ids), np.float32)
+        return np.ones(len(ages), np.float32)
     if not float(scale) > 0:
         raise ValueError(f"EASE: a recency scale must be > 0, got {scale}")
-    return (1.0 + float(boost) * np.exp(-interactions.ages() / float(scale))).astype(np.float32)
+    return (1.0 + float(boost) * np.exp(-ages / float(scale))).astype(np.float32)
+
+
+def row_weights(interactions: Interactions, scale: float, boost: float) -> np.ndarray:
+    """float32 `recency_weights` of each rating in ``interactions`` (its order), ``age`` counted from
+    the user's latest rating (`Interactions.ages`)."""
+    if not boost:
+        return np.ones(len(interactions.movie_ids), np.float32)
+    return recency_weights(interactions.ages(), scale, boost)
 
 
 def weighted_rows(interactions: Interactions, user_ids: np.ndarray, movie_ids: np.ndarray,
@@ -425,18 +434,15 @@ def rows_with_ratings(arrays: dict, params: dict, user_id: int, movie_ids) -> di
     new = np.unique(new[np.isin(new, mi)])[::-1]          # larger ids first: ages 0, 1, ...
     lo, hi = indptr[u], indptr[u + 1]
     cols = np.concatenate([np.searchsorted(mi, new), indices[lo:hi]])
-    scale, boost = float(params.get("recency_scale", 0.0)), float(params.get("recency_boost", 0.0))
-    if data is not None and boost and scale > 0:
-        older = 1.0 + (data[lo:hi] - 1.0) * np.exp(-len(new) / scale)
-        weights = np.concatenate([1.0 + boost * np.exp(-np.arange(len(new)) / scale), older])
-    else:
-        weights = np.ones(len(cols), np.float32) if data is None else np.concatenate([np.ones(len(new)), data[lo:hi]])
     cols, first = np.unique(cols, return_index=True)       # a movie rated again keeps its newest weight
-    weights = weights[first].astype(np.float32)
     out = dict(arrays)
     out["row_indices"] = np.concatenate([indices[:lo], cols, indices[hi:]]).astype(np.int32)
     out["row_indptr"] = np.concatenate([indptr[: u + 1], indptr[u + 1:] + len(cols) - (hi - lo)]).astype(np.int64)
     if data is not None:
+        scale, boost = float(params.get("recency_scale", 0.0)), float(params.get("recency_boost", 0.0))
+        # each older rating ages by len(new): its recency part (weight - 1) shrinks by exp(-len(new) / scale)
+        older = 1.0 + (data[lo:hi] - 1.0) * (np.exp(-len(new) / scale) if boost and scale > 0 else 1.0)
+        weights = np.concatenate([recency_weights(np.arange(len(new)), scale, boost), older])[first]
         out["row_data"] = np.concatenate([data[:lo], weights, data[hi:]]).astype(np.float32)
     return out
 

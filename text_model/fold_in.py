@@ -124,8 +124,10 @@ class FoldIn:
             x = np.isin(self.implicit_ids, movie_ids).astype(np.float64)
             scale, boost = self.recency
             if boost and scale > 0:  # a visitor's movies are all their latest: ages 0, 1, ... larger ids first
+                from .ease import recency_weights
+
                 cols = np.flatnonzero(x)[::-1]
-                x[cols] += boost * np.exp(-np.arange(len(cols)) / scale)
+                x[cols] = recency_weights(np.arange(len(cols)), scale, boost)
             parts.append(x)
         if self.name in ("puresvd+rating", "ease+rating"):
             parts[0] = self.rating_weight * parts[0]
