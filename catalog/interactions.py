@@ -54,15 +54,10 @@ class Interactions:
         return cls(uniq, np.concatenate([[0], np.cumsum(counts)]), movies, r, t)
 
     @classmethod
-    def from_ratings(cls, ratings, times: bool = False) -> "Interactions":
-        """From a ratings frame with columns user_id, movie_id, rating (and, with ``times``, timestamp)."""
-        t = None
-        if times:
-            if "timestamp" not in ratings:
-                raise ValueError("interactions: times asked for, but the ratings have no timestamp column")
-            t = ratings["timestamp"].to_numpy()
+    def from_ratings(cls, ratings) -> "Interactions":
+        """From a ratings frame with columns user_id, movie_id, rating."""
         return cls.from_pairs(ratings["user_id"].to_numpy(), ratings["movie_id"].to_numpy(),
-                              ratings["rating"].to_numpy(), t)
+                              ratings["rating"].to_numpy())
 
     def ages(self) -> np.ndarray:
         """Each rating's place among its user's ratings counted from the latest (int64: 0 is the

@@ -12,6 +12,7 @@ from pathlib import Path
 
 HEADS = ("dot", "fc")
 VALIDATION_SLICES = ("random", "latest")
+RELEVANCE = ("rated", "liked")   # what the ranking grid counts as a validation hit
 RANKING_MODELS = ("ease+rating", "ease", "puresvd+rating", "rating")
 
 
@@ -123,8 +124,8 @@ class TextModelConfig:
             raise ValueError(f"config {self.name!r}: dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.validation_fraction < 0.5:
             raise ValueError(f"config {self.name!r}: validation_fraction must be in [0, 0.5)")
-        if self.ranking_relevance not in ("rated", "liked"):
-            raise ValueError(f"config {self.name!r}: ranking_relevance must be 'rated' or 'liked', "
+        if self.ranking_relevance not in RELEVANCE:
+            raise ValueError(f"config {self.name!r}: ranking_relevance must be one of {', '.join(RELEVANCE)}, "
                              f"got {self.ranking_relevance!r}")
         if self.validation_slice not in VALIDATION_SLICES:
             raise ValueError(f"config {self.name!r}: validation_slice must be one of {', '.join(VALIDATION_SLICES)}, "

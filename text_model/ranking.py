@@ -26,6 +26,7 @@ import numpy as np
 from catalog import SCHEMA, Hits, Interactions, Vectors, hits_from, top_n
 from catalog.version import from_json_array, json_array
 
+from .config import RELEVANCE
 from .rating_vectors import RatingVectors, _rows
 from .scoring import chunks, dense_rows, pair_matrix
 
@@ -387,9 +388,6 @@ def ranking_for(config, seed: int = 0, n_users: int | None = None, n_movies: int
                          relevance=relevance)
     return Blend(tuple(int(k) for k in config.ranking_factors), tuple(float(w) for w in config.rating_weights), seed,
                  relevance=config.ranking_relevance)
-
-
-RELEVANCE = ("rated", "liked")
 
 
 def relevance_threshold(relevance: str, lo: float, hi: float) -> float:
