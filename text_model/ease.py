@@ -204,9 +204,9 @@ def fitted_scores(x, lam: float, rows=None, others=()):
     this is ``X - (XP) / diag(P)`` with ``XP = (XX' + lam I)^-1 X`` (`_woodbury_rows`), which needs
     no movies x movies matrix; otherwise B itself. ``rows`` (int positions) picks the scored users.
 
-    ``others``: more sparse matrices shaped like ``x[rows]`` (the same users' recency weights); then
-    a function of a row slice and ``k`` is returned instead, giving ``others[k][rows] @ B`` (``k``
-    None: ``x``'s scores). On the users route ``R B = R - R P / diag(P)`` with
+    ``others``: more sparse matrices shaped like ``x[rows]`` (the same users' recency weights); the
+    function's second argument ``k`` then gives ``others[k][rows] @ B`` instead (default None:
+    ``x``'s scores). On the users route ``R B = R - R P / diag(P)`` with
     ``R P = (R - (R X') (XX' + lam I)^-1 X) / lam``."""
     _check_lam(lam)
     picked = np.arange(x.shape[0]) if rows is None else np.asarray(rows, np.int64)
@@ -214,8 +214,7 @@ def fitted_scores(x, lam: float, rows=None, others=()):
     if not _users_route(x):
         b = ease_weights(x, lam)
         mats = [fitted, *others]
-        score = lambda r, k=None: np.asarray(mats[0 if k is None else k + 1][r] @ b, np.float32)  # noqa: E731
-        return score if others else (lambda r: score(r))
+        return lambda r, k=None: np.asarray(mats[0 if k is None else k + 1][r] @ b, np.float32)
     kx = _woodbury_rows(x, lam)
     diag = (1.0 - np.asarray(x.multiply(kx).sum(axis=0)).ravel()) / float(lam)   # diag(P)
     # (R X') is nearly dense (users who share movies): a dense product, not a sparse one (40x slower)
@@ -227,7 +226,7 @@ def fitted_scores(x, lam: float, rows=None, others=()):
         if k is None:
             return (fitted[r].toarray() - kx[r]).astype(np.float32)
         return (others[k][r].toarray() - others_p[k][r]).astype(np.float32)
-    return score if others else (lambda r: score(r))
+    return score
 
 
 @dataclass(eq=False)
@@ -503,10 +502,9 @@ def _grid(fit_x, lambdas, rating_weights, user_ids, movie_ids, validation: Inter
 
     hits = {(lam, sc, b, w): 0 for lam in lambdas for sc, b in settings for w in weights}
     for lam in lambdas:
-        score = fitted_scores(fit_x, lam, users, extra) if extra else None
-        plain = fitted_scores(fit_x, lam, users) if not extra else (lambda r: score(r))
+        score = fitted_scores(fit_x, lam, users, extra)
         for rows in chunks(len(users), n_movies):
-            base = plain(rows)
+            base = score(rows)
             parts = {sc: score(rows, k) for k, sc in enumerate(scales)}
             ex, rel = fitted[rows].toarray() > 0, dense_rows(relevant, rows)
             rated = rated_rows(rows)

@@ -106,10 +106,8 @@ def fit_text_model(dataset, train, config: TextModelConfig, seed: int = 0, verbo
     # ids of each part only (not of every rating, then masked: 16 bytes a rating less at the peak)
     # (and the ratings' times where the ranking model reads a user's order: EASE's recency weights)
     times = _times(train, config, len(vocab.user_ids), len(vocab.movie_ids))
-    train_pairs = Interactions.from_pairs(vocab.user_ids[users[fit]], vocab.movie_ids[movies[fit]], y[fit],
-                                          None if times is None else times[fit])
-    val_pairs = Interactions.from_pairs(vocab.user_ids[users[is_val]], vocab.movie_ids[movies[is_val]],
-                                        y[is_val], None if times is None else times[is_val]) if is_val.any() else None
+    train_pairs = _part(vocab.user_ids[users[fit]], vocab.movie_ids[movies[fit]], y, times, fit)
+    val_pairs = _part(vocab.user_ids[users[is_val]], vocab.movie_ids[movies[is_val]], y, times, is_val)
     if dist.is_chief:  # closed forms (EASE, PureSVD) in numpy, on one machine: not distributed
         fallback = ranking_fallback(config, len(vocab.user_ids), len(vocab.movie_ids))
         if fallback:
@@ -156,9 +154,14 @@ def ranking_pairs(train, config: TextModelConfig, seed: int = 0):
     is_val = validation_rows(train, config, seed)
     fit = ~is_val
     t = _times(train, config, len(np.unique(u)), len(np.unique(m)))
-    return (Interactions.from_pairs(u[fit], m[fit], y[fit], None if t is None else t[fit]),
-            Interactions.from_pairs(u[is_val], m[is_val], y[is_val], None if t is None else t[is_val])
-            if is_val.any() else None)
+    return _part(u[fit], m[fit], y, t, fit), _part(u[is_val], m[is_val], y, t, is_val)
+
+
+def _part(user_ids, movie_ids, ratings, times, mask) -> Interactions | None:
+    """The `Interactions` of the ``mask``ed ratings (ids already masked; ``times`` optional), None if empty."""
+    if not mask.any():
+        return None
+    return Interactions.from_pairs(user_ids, movie_ids, ratings[mask], None if times is None else times[mask])
 
 
 def _times(train, config: TextModelConfig, n_users: int, n_movies: int) -> np.ndarray | None:
